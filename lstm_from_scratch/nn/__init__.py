@@ -1,0 +1,20 @@
+"""The neural net, in pure NumPy. It knows nothing of music.
+
+- ``lstm``: the LSTM layer (forward over a sequence, backpropagation through time);
+- ``layers``: OneHot, Embedding, Dense, Dropout, LastStep;
+- ``losses``: softmax, log-softmax, softmax cross-entropy;
+- ``model``: a stack of layers built from a JSON config, and the presets;
+- ``optim``: SGD, Adam, RMSprop and gradient clipping;
+- ``gradcheck``: numerical gradients and relative errors, for tests and tutorials.
+"""
+from .layers import Dense, Dropout, Embedding, LastStep, OneHot
+from .losses import log_softmax, softmax, softmax_cross_entropy
+from .lstm import LSTM
+from .model import PRESET_TRAINING, PRESETS, Model, ModelConfigError, preset_config
+from .optim import SGD, Adam, RMSprop, clip_grad_norm, make_optimizer
+
+__all__ = [
+    "LSTM", "Dense", "Dropout", "Embedding", "OneHot", "LastStep", "Model",
+    "softmax", "log_softmax", "softmax_cross_entropy", "PRESETS", "PRESET_TRAINING", "preset_config",
+    "ModelConfigError", "SGD", "Adam", "RMSprop", "clip_grad_norm", "make_optimizer",
+]

@@ -1,0 +1,56 @@
+"""Softmax, log-softmax and softmax cross-entropy.
+
+Shapes: logits (..., V) with V the vocabulary size, for example (T, B, V); targets (...) integer ids.
+
+Numerical stability: softmax(z) does not change when the same number is subtracted from every logit,
+so we subtract the largest one first. Then every exponent is <= 0, ``exp`` cannot overflow, and the
+largest term is exactly 1, so the sum cannot underflow to 0 either. Logits of +-1e4 stay finite.
+"""
+import numpy as np
+
+
+def log_softmax(logits, axis=-1):
+    """log(softmax(logits)) along ``axis``, computed as shifted - log(sum(exp(shifted))). Same shape."""
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def softmax(logits, axis=-1):
+    """exp(logits) / sum(exp(logits)) along ``axis``: probabilities that sum to 1. Same shape."""
+    exps = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return exps / exps.sum(axis=axis, keepdims=True)
+
+
+def softmax_cross_entropy(logits, targets):
+    """Mean cross-entropy of softmax(logits) against integer targets, and its gradient.
+
+    logits: (..., V) floats; targets: (...) integers in [0, V).
+    Returns (loss, dlogits): loss is a Python float, the mean of -log p[target] over all targets;
+    dlogits (..., V) is (softmax(logits) - onehot(targets)) / N, with N the number of targets.
+    """
+    logits = np.asarray(logits)
+    targets = np.asarray(targets)
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"softmax_cross_entropy: targets have shape {targets.shape}, "
+            f"but logits {logits.shape} need targets of shape {logits.shape[:-1]}"
+        )
+    num_classes = logits.shape[-1]
+    if not np.issubdtype(targets.dtype, np.integer):
+        raise ValueError(f"softmax_cross_entropy: targets must be integers, got dtype {targets.dtype}")
+    if targets.size and (targets.min() < 0 or targets.max() >= num_classes):
+        raise ValueError(
+            f"softmax_cross_entropy: targets must lie in [0, {num_classes}), "
+            f"got min {targets.min()} and max {targets.max()}"
+        )
+    flat_logits = logits.reshape(-1, num_classes)
+    flat_targets = targets.reshape(-1)
+    n = flat_targets.size
+    rows = np.arange(n)
+    log_probs = log_softmax(flat_logits)
+    loss = -log_probs[rows, flat_targets].mean()
+    # d(loss)/d(logits) = softmax - onehot(target), averaged over the N targets
+    dlogits = np.exp(log_probs)
+    dlogits[rows, flat_targets] -= 1
+    dlogits /= n
+    return float(loss), dlogits.reshape(logits.shape)
