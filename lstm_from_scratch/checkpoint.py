@@ -1,0 +1,177 @@
+"""Checkpoints: one ``.npz`` file with every array, plus JSON metadata, written atomically.
+
+A checkpoint holds named arrays (the model's parameters, the optimizer's state, ...) and a JSON-able
+``meta`` dict (the model config, the vocabulary, the event-text settings, the epoch, the RNG state, the
+loss history). Inside the ``.npz`` (a zip of ``.npy`` files) the metadata is the UTF-8 bytes of its
+JSON text, a ``uint8`` array under the reserved name ``"__meta__"``.
+
+Why this format:
+
+- **No pickle.** Loading uses ``allow_pickle=False``, so opening a checkpoint from a stranger cannot run
+  their code; object arrays are refused on saving and on loading.
+- **Atomic writes.** We write a temporary file in the same folder, flush it to disk, then
+  ``os.replace`` it over the target. A rename within one folder is atomic, so a crash mid-save leaves
+  either the old checkpoint or the new one, never half of one.
+- **Clear refusals.** Every problem on loading (no file, not a zip, cut short, no metadata, a newer
+  format) raises ``CheckpointError`` with the file and the reason on one line, and
+  ``check_compatible`` names the field (vocabulary, model config, ...) that does not match.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from lstm_from_scratch.errors import LstmMusicError
+
+FORMAT_VERSION = 1
+META_KEY = "__meta__"
+MISSING = object()  # marks a key absent from one side in check_compatible's messages
+
+
+class CheckpointError(LstmMusicError):
+    """A checkpoint that cannot be written, read or used. ``str(error)`` is ``f"{path}: {reason}"``."""
+
+    def __init__(self, path, reason):
+        super().__init__(None if path is None else str(path), reason)
+        self.path = None if path is None else str(path)
+        self.reason = " ".join(str(reason).split())  # always one line
+
+    def __str__(self):
+        return self.reason if self.path is None else f"{self.path}: {self.reason}"
+
+
+def save_checkpoint(path, arrays, meta):
+    """Write ``arrays`` and ``meta`` to one ``.npz`` file at ``path`` (exactly; no suffix is added).
+
+    ``arrays`` is ``{name: np.ndarray}`` of any shapes and numeric dtypes (names may contain ``/`` and
+    ``.``, e.g. ``"m/0.lstm.Wx"``). ``meta`` is a JSON-serialisable dict; ``"format_version"`` is added.
+    On any failure the temporary file is removed, an existing checkpoint at ``path`` is left as it was,
+    and ``CheckpointError`` is raised.
+    """
+    path = Path(path)
+    if META_KEY in arrays:
+        raise CheckpointError(path, f"the array name {META_KEY!r} is reserved for the metadata")
+    try:
+        meta_text = json.dumps({**meta, "format_version": FORMAT_VERSION}, sort_keys=True)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(path, f"metadata is not JSON-serialisable ({error})") from error
+    entries = {**arrays, META_KEY: np.frombuffer(meta_text.encode("utf-8"), dtype=np.uint8)}
+
+    try:
+        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    except OSError as error:
+        raise CheckpointError(path, f"cannot create a file in {path.parent} ({error.strerror or error})") from error
+    try:
+        with handle:
+            _write_npz(handle, entries)
+            handle.flush()
+            os.fsync(handle.fileno())  # the bytes reach the disk before the rename makes them visible
+        os.chmod(handle.name, 0o644)  # temporary files start private (0600); a checkpoint is an ordinary file
+        os.replace(handle.name, path)
+    except BaseException as error:  # even Ctrl-C: never leave the temporary file behind
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(handle.name)
+        if isinstance(error, (OSError, ValueError, TypeError)):
+            raise CheckpointError(path, f"could not write the checkpoint ({error})") from error
+        raise
+    _fsync_folder(path.parent)
+
+
+def _write_npz(file, entries):
+    # What np.savez does, minus its keyword-argument naming (an array called "file" would clash with
+    # its first parameter), and with allow_pickle=False so that an object array is refused here.
+    with zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED) as archive:
+        for name, array in entries.items():
+            with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
+def _fsync_folder(folder):
+    # Make the rename itself durable. Not every system can open a folder (Windows cannot): best effort.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by ``save_checkpoint``; returns ``(arrays, meta)``.
+
+    ``arrays`` is ``{name: np.ndarray}`` (dtypes and shapes as saved), ``meta`` the metadata dict
+    including ``"format_version"``. Raises ``CheckpointError`` naming the file and the reason.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such file" if not path.exists() else "not a file")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(path, "not a checkpoint: not an .npz (zip) file, or cut short")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except ValueError as error:
+        if "pickle" in str(error):
+            raise CheckpointError(path, "holds a pickled (object) array; refused, checkpoints never load pickles") from error
+        raise CheckpointError(path, f"damaged array data ({error})") from error
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        raise CheckpointError(path, f"damaged or cut short ({error or type(error).__name__})") from error
+
+    meta_bytes = arrays.pop(META_KEY, None)
+    if meta_bytes is None:
+        raise CheckpointError(path, f"no {META_KEY!r} entry: not a lstm_from_scratch checkpoint")
+    if meta_bytes.dtype != np.uint8 or meta_bytes.ndim != 1:
+        raise CheckpointError(path, f"the {META_KEY!r} entry is not UTF-8 bytes")
+    try:
+        meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(path, f"the metadata is not valid JSON ({error})") from error
+    if not isinstance(meta, dict):
+        raise CheckpointError(path, "the metadata is not a JSON object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(path, f"format version {version!r}, but this code reads version {FORMAT_VERSION}")
+    return arrays, meta
+
+
+def check_compatible(meta, expected, path=None):
+    """Raise ``CheckpointError`` unless ``meta[key] == value`` for every ``key, value`` in ``expected``.
+
+    ``expected`` is, for example, ``{"vocabulary": vocab_tokens, "model_config": config}``. Values are
+    compared as JSON would store them (tuples equal lists). The message names the first field that
+    differs and how, and the file when ``path`` is given.
+    """
+    expected = json.loads(json.dumps(expected))
+    for key, value in expected.items():
+        if key not in meta:
+            raise CheckpointError(path, f"checkpoint has no {key!r}, so it cannot be checked against this run")
+        if meta[key] != value:
+            raise CheckpointError(path, f"{key} differs: {_difference(meta[key], value)}")
+
+
+def _difference(found, wanted):
+    """A short description of how two JSON values differ: the checkpoint's vs this run's."""
+    if isinstance(found, list) and isinstance(wanted, list):
+        if len(found) != len(wanted):
+            return f"the checkpoint has {len(found)} entries, this run has {len(wanted)}"
+        index = next(i for i, (a, b) in enumerate(zip(found, wanted)) if a != b)
+        return f"entry {index} is {_short(found[index])} in the checkpoint, {_short(wanted[index])} in this run"
+    if isinstance(found, dict) and isinstance(wanted, dict):
+        key = next(k for k in sorted(set(found) | set(wanted)) if found.get(k, MISSING) != wanted.get(k, MISSING))
+        return (f"{key!r} is {_short(found.get(key, MISSING))} in the checkpoint, "
+                f"{_short(wanted.get(key, MISSING))} in this run")
+    return f"the checkpoint has {_short(found)}, this run has {_short(wanted)}"
+
+
+def _short(value, limit=60):
+    text = "missing" if value is MISSING else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
