@@ -185,3 +185,11 @@ def test_music_does_not_import_nn():
     imported += [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                  for alias in node.names]
     assert not [name for name in imported if ".nn" in name or name.startswith("nn")]
+
+
+def test_saved_file_follows_the_umask_not_0600(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    path = tmp_path / "vocab.json"
+    Vocabulary(["a"]).save(path)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
@@ -263,8 +263,11 @@ class Vocabulary:
         A crash mid-write leaves the old file (or none), never half a vocabulary.
         """
         path = Path(path)
+        # A fresh name in the target folder, created with O_EXCL so it is ours alone. Mode 0o666 lets the
+        # user's umask decide the permissions, as for any new file (tempfile.mkstemp would force 0o600).
+        temp_path = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
-            handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+            handle = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except OSError as error:
             raise VocabularyError(f"cannot write vocabulary {path}: {error.strerror}") from None
         try:
@@ -272,10 +275,9 @@ class Vocabulary:
                 file.write(self.to_json())
                 file.flush()
                 os.fsync(file.fileno())
-            os.replace(temp_name, path)
+            os.replace(temp_path, path)
         except BaseException as error:
-            if os.path.exists(temp_name):
-                os.remove(temp_name)
+            temp_path.unlink(missing_ok=True)
             if isinstance(error, OSError):
                 raise VocabularyError(f"cannot write vocabulary {path}: {error}") from None
             raise

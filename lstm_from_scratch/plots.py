@@ -1,0 +1,256 @@
+"""Figures: loss curves, an optimizer comparison, a piano roll, and LSTM gate activations.
+
+Every function draws one small PNG (about 8 x 4 inches at 100 dpi, readable on a README page) and returns
+its path. We build a ``matplotlib.figure.Figure`` and render it with the Agg canvas directly instead of
+using ``pyplot``: pyplot keeps a global list of open figures and picks a GUI backend, which leaks memory
+in long runs and breaks on machines with no display. A plain ``Figure`` is freed like any object.
+
+Files are written atomically: rendered to a temporary file in the same folder, then moved into place, so a
+crash never leaves half a PNG where a README expects a picture.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from lstm_from_scratch.errors import LstmMusicError
+
+WIDTH, HEIGHT, DPI = 8.0, 4.0, 100
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+# The gates in PyTorch's order, then the cell state and hidden state; what each one's values can be.
+GATE_ORDER = ("i", "f", "g", "o", "c", "h")
+GATE_TITLES = {
+    "i": "input gate i (0..1)", "f": "forget gate f (0..1)", "g": "cell candidate g (-1..1)",
+    "o": "output gate o (0..1)", "c": "cell state c", "h": "hidden state h (-1..1)",
+}
+
+
+class PlotError(LstmMusicError):
+    """A figure cannot be drawn from the data given, or cannot be written."""
+
+
+def note_name(pitch: int) -> str:
+    """MIDI pitch -> scientific pitch name: 60 -> ``"C4"`` (middle C), 69 -> ``"A4"``, 61 -> ``"C#4"``."""
+    pitch = int(pitch)
+    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def _new_figure(width: float = WIDTH, height: float = HEIGHT) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)  # attaches itself as figure.canvas: Agg renders to pixels, no display needed
+    return figure
+
+
+def _save(figure: Figure, path) -> Path:
+    """Render ``figure`` as PNG to ``path`` atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    # A fresh name in the target folder, created with O_EXCL so it is ours alone. Mode 0o666 lets the
+    # user's umask decide the permissions, as for any new file (tempfile.mkstemp would force 0o600).
+    temp_path = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        handle = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as error:
+        raise PlotError(f"cannot write figure {path}: {error.strerror}") from None
+    try:
+        with os.fdopen(handle, "wb") as file:
+            figure.savefig(file, format="png", dpi=DPI)
+        os.replace(temp_path, path)
+    except BaseException as error:
+        temp_path.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise PlotError(f"cannot write figure {path}: {error}") from None
+        raise
+    return path
+
+
+def _empty_note(axes, text: str) -> None:
+    axes.text(0.5, 0.5, text, ha="center", va="center", transform=axes.transAxes, color="gray")
+
+
+def _series(history: list[dict], key: str, x_key: str = "epoch") -> tuple[list, list]:
+    """The ``(x, y)`` points of ``key`` over the history, leaving out epochs where it is ``None``."""
+    xs, ys = [], []
+    for position, entry in enumerate(history):
+        value = entry.get(key)
+        x = entry.get(x_key, position + 1 if x_key == "epoch" else None)
+        if value is not None and x is not None:
+            xs.append(x)
+            ys.append(value)
+    return xs, ys
+
+
+def plot_loss_curves(history: list[dict], path, baseline=None, title: str | None = None) -> Path:
+    """Training and validation loss per epoch, and validation accuracy when there is any.
+
+    - ``history``: one dict per epoch with ``"epoch"``, ``"train_loss"``, ``"val_loss"`` and
+      ``"val_accuracy"`` (and optionally ``"train_accuracy"``); the validation values may be ``None``
+      (no validation pieces).
+    - ``baseline``: optional. A float (a loss drawn as a dotted line), or the dict returned by
+      ``data.unigram_baseline``, whose ``"cross_entropy"`` and ``"accuracy"`` are drawn as dotted lines:
+      the score of a model that only knows how often each token occurs. A net that learned anything
+      about context ends below (loss) and above (accuracy) them.
+    """
+    history = list(history)
+    if isinstance(baseline, dict):
+        base_loss, base_accuracy = baseline.get("cross_entropy"), baseline.get("accuracy")
+    else:
+        base_loss, base_accuracy = baseline, None
+    accuracy = _series(history, "val_accuracy")
+    figure = _new_figure()
+    if accuracy[0]:
+        loss_axes, accuracy_axes = figure.subplots(1, 2)
+    else:
+        loss_axes, accuracy_axes = figure.subplots(1, 1), None
+
+    loss_axes.plot(*_series(history, "train_loss"), "-o", markersize=3, label="training")
+    loss_axes.plot(*_series(history, "val_loss"), "--o", markersize=3, label="validation")
+    if base_loss is not None:
+        loss_axes.axhline(base_loss, color="gray", linestyle=":", label="unigram baseline")
+    loss_axes.set(xlabel="epoch", ylabel="cross-entropy (nats)", title="loss")
+    if not history:
+        _empty_note(loss_axes, "no epochs yet")
+    loss_axes.legend(fontsize="small")
+    loss_axes.grid(alpha=0.3)
+
+    if accuracy_axes is not None:
+        train_accuracy = _series(history, "train_accuracy")
+        if train_accuracy[0]:
+            accuracy_axes.plot(*train_accuracy, "-o", markersize=3, color="C0", label="training")
+        accuracy_axes.plot(*accuracy, "--o", markersize=3, color="C1", label="validation")
+        if base_accuracy is not None:
+            accuracy_axes.axhline(base_accuracy, color="gray", linestyle=":",
+                                  label="most frequent token")
+        accuracy_axes.set(xlabel="epoch", ylabel="next-token accuracy", title="accuracy")
+        accuracy_axes.legend(fontsize="small")
+        accuracy_axes.grid(alpha=0.3)
+    if title:
+        figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_optimizer_comparison(histories: dict[str, list[dict]], path, title: str | None = None) -> Path:
+    """Two panels comparing optimizers: loss per epoch, and loss against wall-clock seconds.
+
+    ``histories`` maps an optimizer's name to its history (see ``plot_loss_curves``); each epoch's
+    ``"elapsed"`` is the seconds since training started. One colour per optimizer; training loss solid,
+    validation loss dashed. Per epoch shows which optimizer learns most from the same data; per second
+    shows which one gets there first (Adam's extra arithmetic per step costs time).
+    """
+    figure = _new_figure()
+    by_epoch, by_time = figure.subplots(1, 2, sharey=True)
+    for number, (name, history) in enumerate(histories.items()):
+        colour = f"C{number % 10}"
+        for axes, x_key in ((by_epoch, "epoch"), (by_time, "elapsed")):
+            axes.plot(*_series(history, "train_loss", x_key), "-", color=colour, label=name)
+            axes.plot(*_series(history, "val_loss", x_key), "--", color=colour)
+    by_epoch.set(xlabel="epoch", ylabel="cross-entropy (nats)", title="loss per epoch")
+    by_time.set(xlabel="seconds", title="loss against time")
+    if not histories:
+        _empty_note(by_epoch, "no runs")
+    # Colours name the optimizers; two grey proxy lines explain the line styles.
+    handles, _ = by_epoch.get_legend_handles_labels()
+    handles += [Line2D([], [], color="gray", linestyle="-", label="training"),
+                Line2D([], [], color="gray", linestyle="--", label="validation")]
+    by_epoch.legend(handles=handles, fontsize="small")
+    for axes in (by_epoch, by_time):
+        axes.grid(alpha=0.3)
+    if title:
+        figure.suptitle(title)
+    return _save(figure, path)
+
+
+def _note_fields(note) -> tuple[float, float, int, int]:
+    """``(start, end, pitch, velocity)`` from a ``Note``-like object or a plain 4-tuple."""
+    if hasattr(note, "pitch"):
+        return note.start, note.end, note.pitch, note.velocity
+    start, end, pitch, velocity = note
+    return start, end, pitch, velocity
+
+
+def plot_piano_roll(notes, path, title: str | None = None) -> Path:
+    """Notes as horizontal bars: time in seconds across, pitch up, loudness as colour.
+
+    ``notes`` holds objects with ``start``, ``end`` (seconds), ``pitch`` and ``velocity`` (0..127), such
+    as ``events.Note``, or plain ``(start, end, pitch, velocity)`` tuples. The pitch axis is labelled at
+    every C (``C4`` is middle C, MIDI 60).
+    """
+    rows = np.array([_note_fields(note) for note in notes], dtype=float).reshape(-1, 4)
+    figure = _new_figure()
+    axes = figure.subplots()
+    axes.set(xlabel="time (seconds)", ylabel="pitch", title=title or "piano roll")
+    if len(rows) == 0:
+        _empty_note(axes, "no notes")
+        return _save(figure, path)
+    start, end, pitch, velocity = rows.T
+    # One PolyCollection of rectangles draws thousands of notes far faster than one bar per note.
+    corners = np.stack([
+        np.stack([start, pitch - 0.4], axis=1), np.stack([end, pitch - 0.4], axis=1),
+        np.stack([end, pitch + 0.4], axis=1), np.stack([start, pitch + 0.4], axis=1),
+    ], axis=1)  # (notes, 4 corners, xy)
+    bars = PolyCollection(corners, array=velocity, cmap=colormaps["viridis"],
+                          norm=Normalize(0, 127), edgecolors="none")
+    axes.add_collection(bars)
+    low, high = int(pitch.min()) - 1, int(pitch.max()) + 1
+    axes.set_xlim(min(0.0, start.min()), max(end.max(), start.min() + 1e-3))
+    axes.set_ylim(low - 0.5, high + 0.5)
+    c_pitches = [p for p in range(low, high + 1) if p % 12 == 0] or [int(round(pitch.mean()))]
+    axes.set_yticks(c_pitches, [note_name(p) for p in c_pitches])
+    axes.grid(axis="y", alpha=0.3)
+    figure.colorbar(bars, ax=axes, label="velocity")
+    return _save(figure, path)
+
+
+def plot_gate_activations(gates: dict, path, tokens=None, title: str | None = None) -> Path:
+    """Heatmaps of an LSTM's gates over time, one panel per gate: time across, hidden unit down.
+
+    - ``gates``: name -> array ``(T, H)`` for one sequence, e.g. ``{"i", "f", "g", "o", "c", "h"}``
+      (PyTorch's gate order, then the cell and hidden state). Known names are drawn in that order,
+      others after them.
+    - ``tokens``: optional ``T`` labels for the time axis (the chunks fed in); shown when ``T`` is small.
+
+    The gates i, f, o are sigmoids, coloured on 0..1; g and h are tanh, on -1..1; c is unbounded and is
+    coloured symmetrically around 0. A forget gate near 1 means the unit keeps its memory.
+    """
+    if not gates:
+        raise PlotError("no gate activations to plot: gates is empty")
+    arrays = {name: np.asarray(values, dtype=float) for name, values in gates.items()}
+    for name, values in arrays.items():
+        if values.ndim != 2:
+            raise PlotError(f"gate {name!r} must have shape (T, H), got {values.shape}")
+    lengths = {values.shape[0] for values in arrays.values()}
+    if len(lengths) != 1:
+        raise PlotError(f"all gates must cover the same number of steps T, got {sorted(lengths)}")
+    steps = lengths.pop()
+    if tokens is not None and len(tokens) != steps:
+        raise PlotError(f"got {len(tokens)} token labels for {steps} time steps")
+    names = [n for n in GATE_ORDER if n in arrays] + [n for n in arrays if n not in GATE_ORDER]
+
+    figure = _new_figure(WIDTH, min(1.0 + 1.1 * len(names), 9.0))
+    panels = np.atleast_1d(figure.subplots(len(names), 1, sharex=True))
+    for axes, name in zip(panels, names):
+        values = arrays[name].T  # (H, T): hidden units down, time across
+        if name in ("i", "f", "o"):
+            low, high, cmap = 0.0, 1.0, "viridis"
+        else:
+            limit = 1.0 if name in ("g", "h") else max(float(np.abs(values).max()), 1e-6)
+            low, high, cmap = -limit, limit, "RdBu_r"
+        image = axes.imshow(values, aspect="auto", interpolation="nearest", cmap=cmap,
+                            vmin=low, vmax=high)
+        axes.set_ylabel("unit", fontsize="small")
+        axes.set_title(GATE_TITLES.get(name, name), fontsize="small", loc="left")
+        figure.colorbar(image, ax=axes, pad=0.01)
+    panels[-1].set_xlabel("time step")
+    if tokens is not None and steps <= 40:
+        panels[-1].set_xticks(range(steps), [str(t) for t in tokens], rotation=90, fontsize=6)
+    if title:
+        figure.suptitle(title)
+    return _save(figure, path)

@@ -1,0 +1,151 @@
+"""Tests for plots.py: every figure writes a real PNG, copes with missing data, and leaves no pyplot state."""
+import os
+import subprocess
+import sys
+import textwrap
+from collections import namedtuple
+
+import numpy as np
+import pytest
+
+from lstm_from_scratch.errors import LstmMusicError
+from lstm_from_scratch.plots import (
+    PlotError,
+    note_name,
+    plot_gate_activations,
+    plot_loss_curves,
+    plot_optimizer_comparison,
+    plot_piano_roll,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+Note = namedtuple("Note", "start end pitch velocity")  # a stand-in for events.Note
+
+
+def assert_png(path):
+    with open(path, "rb") as file:
+        head = file.read(8)
+    assert head == PNG_SIGNATURE
+    assert os.path.getsize(path) > 1000
+    # Atomic write: nothing but the finished PNG is left in the folder.
+    assert [name for name in os.listdir(os.path.dirname(path)) if "tmp" in name] == []
+
+
+def history(epochs=4, with_validation=True, elapsed_per_epoch=1.5):
+    return [{"epoch": e, "train_loss": 3.0 / e, "elapsed": e * elapsed_per_epoch,
+             "val_loss": 3.2 / e if with_validation else None,
+             "val_accuracy": 0.1 * e if with_validation else None} for e in range(1, epochs + 1)]
+
+
+def test_note_names():
+    assert note_name(60) == "C4" and note_name(69) == "A4" and note_name(61) == "C#4"
+    assert note_name(0) == "C-1" and note_name(127) == "G9"
+
+
+def test_loss_curves_with_and_without_validation(tmp_path):
+    baseline = {"cross_entropy": 2.5, "accuracy": 0.12}
+    assert_png(plot_loss_curves(history(), tmp_path / "loss.png", baseline=baseline, title="demo"))
+    assert_png(plot_loss_curves(history(with_validation=False), tmp_path / "train_only.png",
+                                baseline=2.5))
+    assert_png(plot_loss_curves([], tmp_path / "empty.png"))
+
+
+def test_optimizer_comparison(tmp_path):
+    histories = {"sgd": history(elapsed_per_epoch=1.0), "adam": history(elapsed_per_epoch=2.0),
+                 "rmsprop": history(with_validation=False)}
+    assert_png(plot_optimizer_comparison(histories, tmp_path / "optimizers.png"))
+    assert_png(plot_optimizer_comparison({}, tmp_path / "none.png"))
+
+
+def test_piano_roll_from_objects_tuples_and_nothing(tmp_path):
+    rng = np.random.default_rng(0)
+    starts = np.sort(rng.uniform(0, 10, 300))
+    notes = [Note(s, s + rng.uniform(0.1, 1), int(rng.integers(40, 90)), int(rng.integers(1, 128)))
+             for s in starts]
+    assert_png(plot_piano_roll(notes, tmp_path / "roll.png", title="random notes"))
+    assert_png(plot_piano_roll([(0.0, 0.5, 61, 90)], tmp_path / "one.png"))  # no C in range
+    assert_png(plot_piano_roll([], tmp_path / "none.png"))
+
+
+def test_gate_activations(tmp_path):
+    rng = np.random.default_rng(0)
+    steps, hidden = 12, 8
+    gates = {name: rng.uniform(0, 1, (steps, hidden)) for name in "ifo"}
+    gates["g"] = np.tanh(rng.normal(size=(steps, hidden)))
+    gates["c"] = rng.normal(scale=3, size=(steps, hidden))
+    gates["h"] = np.tanh(gates["c"])
+    tokens = [f"0_no_{60 + t}_80" for t in range(steps)]
+    assert_png(plot_gate_activations(gates, tmp_path / "gates.png", tokens=tokens))
+    assert_png(plot_gate_activations({"f": gates["f"]}, tmp_path / "forget.png"))
+
+
+def test_gate_activations_rejects_bad_shapes(tmp_path):
+    with pytest.raises(PlotError, match="empty"):
+        plot_gate_activations({}, tmp_path / "x.png")
+    with pytest.raises(PlotError, match=r"\(T, H\)"):
+        plot_gate_activations({"i": np.zeros(5)}, tmp_path / "x.png")
+    with pytest.raises(PlotError, match="same number of steps"):
+        plot_gate_activations({"i": np.zeros((5, 2)), "f": np.zeros((6, 2))}, tmp_path / "x.png")
+    with pytest.raises(PlotError, match="3 token labels for 5"):
+        plot_gate_activations({"i": np.zeros((5, 2))}, tmp_path / "x.png", tokens=["a", "b", "c"])
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_unwritable_path_is_a_project_error(tmp_path):
+    with pytest.raises(PlotError, match="cannot write figure") as caught:
+        plot_loss_curves(history(), tmp_path / "missing_folder" / "loss.png")
+    assert isinstance(caught.value, LstmMusicError)
+
+
+def test_overwrite_replaces_the_file(tmp_path):
+    path = tmp_path / "loss.png"
+    plot_loss_curves([], path)
+    first = path.read_bytes()
+    plot_loss_curves(history(), path)
+    assert path.read_bytes() != first
+    assert_png(path)
+
+
+def test_plots_never_use_pyplot():
+    # In a fresh interpreter: drawing every figure must not even import pyplot, so no global figures
+    # can be left open and no GUI backend is chosen.
+    script = textwrap.dedent("""
+        import sys, tempfile, os
+        import numpy as np
+        from lstm_from_scratch import plots
+        folder = tempfile.mkdtemp()
+        plots.plot_loss_curves([{"epoch": 1, "train_loss": 1.0, "val_loss": None}],
+                               os.path.join(folder, "a.png"))
+        plots.plot_piano_roll([(0, 1, 60, 64)], os.path.join(folder, "b.png"))
+        plots.plot_gate_activations({"i": np.zeros((3, 2))}, os.path.join(folder, "c.png"))
+        plots.plot_optimizer_comparison({}, os.path.join(folder, "d.png"))
+        assert "matplotlib.pyplot" not in sys.modules, "plots imported pyplot"
+    """)
+    env = dict(os.environ)
+    env.pop("MPLBACKEND", None)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_failed_render_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    path = tmp_path / "loss.png"
+    plot_loss_curves(history(), path)
+    before = path.read_bytes()
+
+    def broken_savefig(self, *args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        plot_loss_curves([], path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["loss.png"]
+
+
+def test_new_files_follow_the_umask_not_0600(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    path = plot_loss_curves([], tmp_path / "loss.png")
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
