@@ -16,11 +16,14 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from lstm_from_scratch.errors import LstmMusicError
+# One DataError for the whole project (errors.py), re-exported here: "the data cannot be used as asked",
+# whether a folder has no usable files or a corpus is too short for one training window.
+from lstm_from_scratch.errors import DataError
 
-
-class DataError(LstmMusicError):
-    """The token ids cannot be turned into training windows or batches as asked."""
+__all__ = [
+    "DataError", "count_windows", "make_windows", "windows_from_sequences", "split_by_file",
+    "num_batches", "iterate_batches", "unigram_baseline",
+]
 
 
 def _positive_int(value, name: str) -> int:

@@ -186,3 +186,9 @@ def test_data_does_not_import_nn():
     modules = [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     modules += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [name for name in modules if "nn" in name.split(".")]
+
+
+def test_data_error_is_the_project_wide_one():
+    from lstm_from_scratch import errors
+
+    assert DataError is errors.DataError

@@ -193,3 +193,12 @@ def test_saved_file_follows_the_umask_not_0600(tmp_path):
     path = tmp_path / "vocab.json"
     Vocabulary(["a"]).save(path)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_unknown_token_error_survives_copying():
+    import copy
+
+    # copy rebuilds an exception from its args, as multiprocessing does when sending it back.
+    error = UnknownTokenError("zz", 4, 10, "song.mid")
+    clone = copy.copy(error)
+    assert str(clone) == str(error) and clone.token == "zz" and clone.position == 4

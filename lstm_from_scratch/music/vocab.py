@@ -43,16 +43,22 @@ class VocabularyError(LstmMusicError):
 
 
 class UnknownTokenError(VocabularyError):
-    """A chunk is not in the vocabulary. Carries ``token`` and its ``position`` in the input."""
+    """A chunk is not in the vocabulary. Carries ``token`` and its ``position`` in the input (or None)."""
 
     def __init__(self, token: str, position: int | None, vocab_size: int, source: str | None = None):
+        # Keep every argument in args (as the other project errors do), so the error survives copying.
+        super().__init__(token, position, vocab_size, source)
         self.token = token
         self.position = position
-        where = "" if position is None else f" at position {position}"
-        where += f" of {source}" if source else ""
-        super().__init__(
-            f"chunk {token!r}{where} is not in the vocabulary "
-            f"({vocab_size} chunks). Build the vocabulary from a corpus that contains it, "
+        self.vocab_size = vocab_size
+        self.source = source
+
+    def __str__(self) -> str:
+        where = "" if self.position is None else f" at position {self.position}"
+        where += f" of {self.source}" if self.source else ""
+        return (
+            f"chunk {self.token!r}{where} is not in the vocabulary ({self.vocab_size} chunks). "
+            f"Build the vocabulary from a corpus that contains it, "
             f"or encode with unknown='skip' to drop unknown chunks."
         )
 
