@@ -209,6 +209,21 @@ def plot_piano_roll(notes, path, title: str | None = None) -> Path:
     return _save(figure, path)
 
 
+def lstm_gate_arrays(layer, sequence: int = 0) -> dict[str, np.ndarray]:
+    """The arrays ``plot_gate_activations`` wants, taken from an LSTM layer after its ``forward``.
+
+    ``layer`` is an ``nn.lstm.LSTM`` (any object with ``gates`` ``(T, B, 4H)`` in the order i, f, g, o,
+    and ``cs``, ``hs`` ``(T, B, H)``). Returns ``{"i", "f", "g", "o", "c", "h"}`` -> ``(T, H)`` for the
+    sequence number ``sequence`` of the batch. (Read by attribute, so this file never imports ``nn``.)
+    """
+    gates = np.asarray(layer.gates)[:, sequence]  # (T, 4H)
+    hidden = gates.shape[1] // 4
+    arrays = {name: gates[:, k * hidden:(k + 1) * hidden] for k, name in enumerate("ifgo")}
+    arrays["c"] = np.asarray(layer.cs)[:, sequence]
+    arrays["h"] = np.asarray(layer.hs)[:, sequence]
+    return arrays
+
+
 def plot_gate_activations(gates: dict, path, tokens=None, title: str | None = None) -> Path:
     """Heatmaps of an LSTM's gates over time, one panel per gate: time across, hidden unit down.
 

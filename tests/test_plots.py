@@ -149,3 +149,30 @@ def test_new_files_follow_the_umask_not_0600(tmp_path):
     os.umask(umask)
     path = plot_loss_curves([], tmp_path / "loss.png")
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_lstm_gate_arrays_splits_the_fused_gates():
+    from types import SimpleNamespace
+
+    from lstm_from_scratch.plots import lstm_gate_arrays
+
+    steps, batch, hidden = 5, 2, 3
+    gates = np.arange(steps * batch * 4 * hidden, dtype=float).reshape(steps, batch, 4 * hidden)
+    layer = SimpleNamespace(gates=gates, cs=-np.ones((steps, batch, hidden)),
+                            hs=np.zeros((steps, batch, hidden)))
+    arrays = lstm_gate_arrays(layer, sequence=1)
+    assert list(arrays) == ["i", "f", "g", "o", "c", "h"]
+    assert all(values.shape == (steps, hidden) for values in arrays.values())
+    np.testing.assert_array_equal(arrays["f"], gates[:, 1, hidden:2 * hidden])  # PyTorch order
+    np.testing.assert_array_equal(arrays["o"], gates[:, 1, 3 * hidden:])
+
+
+def test_gates_of_the_real_lstm_can_be_drawn(tmp_path):
+    lstm_module = pytest.importorskip("lstm_from_scratch.nn.lstm")
+    from lstm_from_scratch.plots import lstm_gate_arrays
+
+    layer = lstm_module.LSTM(5, 4, rng=np.random.default_rng(0))
+    layer.forward(np.random.default_rng(1).integers(0, 5, size=(7, 2)))
+    arrays = lstm_gate_arrays(layer)
+    assert arrays["i"].shape == (7, 4) and arrays["h"].shape == (7, 4)
+    assert_png(plot_gate_activations(arrays, tmp_path / "gates.png"))
