@@ -91,6 +91,30 @@ def check_model_directions(model, ids, targets, n_directions=3, eps=1e-5, rng=No
     Returns the worst relative error over the directions.
     """
     rng = np.random.default_rng(rng)
+    errors = []
+    for _ in range(n_directions):
+        directions = {name: rng.standard_normal(p.shape) for name, p in model.params.items()}
+        errors.append(_directional_error(model, ids, targets, directions, eps, training))
+    return max(errors)
+
+
+def check_model_parameters(model, ids, targets, eps=1e-5, rng=None, training=False):
+    """Like ``check_model_directions``, but one random direction inside each parameter array alone.
+
+    Returns a dict name -> relative error, so a wrong gradient is traced to the parameter that has it.
+    """
+    rng = np.random.default_rng(rng)
+    return {
+        name: _directional_error(model, ids, targets, {name: rng.standard_normal(p.shape)}, eps, training)
+        for name, p in model.params.items()
+    }
+
+
+def _directional_error(model, ids, targets, directions, eps, training):
+    """Relative error between the analytic and numerical derivative of the loss along ``directions``.
+
+    directions: dict parameter name -> array of that parameter's shape (parameters left out stay put).
+    """
     rng_state = model.rng.bit_generator.state
 
     def loss():
@@ -99,20 +123,15 @@ def check_model_directions(model, ids, targets, n_directions=3, eps=1e-5, rng=No
 
     model.rng.bit_generator.state = rng_state
     _, grads = model.loss(ids, targets, training=training)
-    grads = {name: g.copy() for name, g in grads.items()}
-    worst = 0.0
-    for _ in range(n_directions):
-        direction = {name: rng.standard_normal(p.shape) for name, p in model.params.items()}
-        analytic = sum(np.sum(grads[name] * d) for name, d in direction.items())
-        originals = {name: p.copy() for name, p in model.params.items()}
-        losses = []
-        for sign in (1, -1):
-            for name, p in model.params.items():
-                p[...] = originals[name] + sign * eps * direction[name]
-            losses.append(loss())
-        for name, p in model.params.items():
-            p[...] = originals[name]
-        numeric = (losses[0] - losses[1]) / (2 * eps)
-        worst = max(worst, relative_error(analytic, numeric))
+    analytic = sum(np.sum(grads[name] * d) for name, d in directions.items())
+    originals = {name: model.params[name].copy() for name in directions}
+    losses = []
+    for sign in (1, -1):
+        for name, d in directions.items():
+            model.params[name][...] = originals[name] + sign * eps * d
+        losses.append(loss())
+    for name in directions:
+        model.params[name][...] = originals[name]
     model.rng.bit_generator.state = rng_state
-    return worst
+    numeric = (losses[0] - losses[1]) / (2 * eps)
+    return relative_error(analytic, numeric)
