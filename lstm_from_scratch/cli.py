@@ -1,8 +1,531 @@
-"""The `lstm-music` command (placeholder until the CLI issue lands)."""
+"""The `lstm-music` command: the only place that parses arguments or prints for people.
+
+Every subcommand is a small function ``run_<name>(args)`` that calls the library and reports what
+it did. Errors the library raises on purpose (``LstmMusicError``) and file-system errors become one
+line on stderr, ``error: <file>: <reason>``, and exit status 1; bad arguments exit 2; Ctrl-C during
+training saves the run and exits 130.
+"""
 import argparse
+import dataclasses
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError, LstmMusicError
+
+EXIT_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+# Learning rates `compare` uses unless told otherwise (measured on the built-in corpus, see README).
+COMPARE_LRS = {"sgd": 0.5, "adam": 0.003, "rmsprop": 0.003}
+
+# The demo: small enough for two minutes on two cores, big enough to beat the unigram baseline.
+DEMO_MODEL = {"input": "onehot", "layers": [{"type": "lstm", "hidden_size": 96}], "output": "sequence"}
+DEMO_TRAINING = {"optimizer": "adam", "lr": 0.01, "epochs": 8, "batch_size": 32, "seq_len": 32,
+                 "step": 8, "clip": 5.0, "seed": 0, "val_fraction": 0.15}
+TINY_MODEL = {"input": "onehot", "layers": [{"type": "lstm", "hidden_size": 8}], "output": "sequence"}
+TINY_TRAINING = {**DEMO_TRAINING, "epochs": 1, "seq_len": 8, "step": 32}
+
+
+class UsageError(Exception):
+    """Arguments that parse but do not fit together (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, ``error: ...``, instead of the usage text."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+def say(text=""):
+    print(text, flush=True)
+
+
+def warn(text):
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def _show_progress():
+    return sys.stderr.isatty()  # bars in a terminal; nothing in logs and tests
+
+
+# ----------------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------------
+
+def _add_event_options(parser):
+    group = parser.add_argument_group("event text (how MIDI becomes chunks)")
+    group.add_argument("--raw", action="store_true", default=None,
+                       help="keep the files' own ticks and velocities (huge vocabulary)")
+    group.add_argument("--grid", type=int, metavar="N", help="time steps per beat (default 4)")
+    group.add_argument("--velocity-bins", type=int, metavar="N", help="velocity levels (default 4)")
+    group.add_argument("--max-delta-beats", type=float, metavar="X",
+                       help="longest silence between events, in beats (default 4)")
+    group.add_argument("--keep-drums", action="store_true", default=None,
+                       help="keep MIDI channel 10 (drums)")
+
+
+def _add_model_options(parser):
+    group = parser.add_argument_group("model")
+    group.add_argument("--preset", choices=["deep-improvisation", "piano-composer"],
+                       help="a seed project's architecture, optimizer, learning rate and batch size")
+    group.add_argument("--hidden", type=int, metavar="N", help="LSTM units per layer (default 128)")
+    group.add_argument("--layers", type=int, metavar="N", help="stacked LSTM layers (default 1)")
+    group.add_argument("--dropout", type=float, metavar="P", help="dropout after each LSTM (default 0)")
+    group.add_argument("--embedding", type=int, metavar="DIM",
+                       help="learn a DIM-sized embedding instead of one-hot input")
+
+
+def _add_training_options(parser, optimizer=True):
+    group = parser.add_argument_group("training")
+    if optimizer:
+        group.add_argument("--optimizer", choices=["sgd", "adam", "rmsprop"], help="default adam")
+        group.add_argument("--lr", type=float, help="learning rate (default 0.003)")
+    group.add_argument("--epochs", type=int, help="passes over the training data (default 10)")
+    group.add_argument("--batch-size", type=int, metavar="B", help="windows per batch (default 32)")
+    group.add_argument("--seq-len", type=int, metavar="T", help="window length in chunks (default 32)")
+    group.add_argument("--step", type=int, help="distance between window starts (default 4)")
+    group.add_argument("--clip", type=float, help="largest gradient norm, 0 = off (default 5)")
+    group.add_argument("--seed", type=int, help="fixes weights, split, batches, dropout (default 0)")
+    group.add_argument("--val-fraction", type=float, metavar="F",
+                       help="share of files held out for validation (default 0.1)")
+
+
+def build_parser():
+    parser = _Parser(prog="lstm-music", description="A hand-written NumPy LSTM that learns music from MIDI.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model on MIDI files")
+    train.add_argument("data", metavar="DATA",
+                       help="a folder of MIDI files, one MIDI file, a chunk text file, or 'builtin'")
+    _add_model_options(train)
+    _add_training_options(train)
+    _add_event_options(train)
+    train.add_argument("--out", metavar="RUN_DIR", help="where to write the run (default runs/<time>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (only --epochs may change)")
+    train.set_defaults(run=run_train)
+
+    generate = commands.add_parser("generate", help="write new music with a trained model")
+    generate.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint or a run folder")
+    generate.add_argument("-o", "--out", required=True, metavar="OUT.mid")
+    generate.add_argument("--length", type=int, default=500, help="chunks to generate (default 500)")
+    generate.add_argument("--temperature", type=float, default=1.0, help="0 = always the likeliest chunk")
+    generate.add_argument("--top-k", type=int, metavar="K", help="sample among the K likeliest chunks only")
+    generate.add_argument("--seed", type=int, default=0, help="the same seed gives the same piece")
+    generate.add_argument("--prime", metavar="FILE", help="a .mid or chunk .txt file to start from")
+    generate.add_argument("--include-prime", action="store_true", help="put the prime at the start of the output")
+    generate.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="beats per minute (default 120)")
+    generate.add_argument("--wav", action="store_true", help="also write OUT.wav")
+    generate.add_argument("--plot", action="store_true", help="also write OUT.png, a piano roll")
+    generate.set_defaults(run=run_generate)
+
+    compare = commands.add_parser("compare", help="train the same model with several optimizers")
+    compare.add_argument("data", metavar="DATA")
+    compare.add_argument("--optimizers", nargs="+", choices=["sgd", "adam", "rmsprop"],
+                         default=["sgd", "adam", "rmsprop"])
+    compare.add_argument("--lrs", nargs="+", type=float, metavar="LR",
+                         help="one learning rate per optimizer, in the same order "
+                              f"(default {', '.join(f'{k} {v}' for k, v in COMPARE_LRS.items())})")
+    _add_model_options(compare)
+    _add_training_options(compare, optimizer=False)
+    _add_event_options(compare)
+    compare.add_argument("--out", required=True, metavar="DIR")
+    compare.set_defaults(run=run_compare)
+
+    render = commands.add_parser("render", help="synthesize a MIDI file to WAV")
+    render.add_argument("midi", metavar="IN.mid")
+    render.add_argument("-o", "--out", required=True, metavar="OUT.wav")
+    render.set_defaults(run=run_render)
+
+    plot = commands.add_parser("plot", help="draw a MIDI file as a piano roll")
+    plot.add_argument("midi", metavar="IN.mid")
+    plot.add_argument("-o", "--out", required=True, metavar="roll.png")
+    plot.set_defaults(run=run_plot)
+
+    encode = commands.add_parser("encode", help="MIDI file or folder -> chunk text")
+    encode.add_argument("source", metavar="IN.mid|DIR")
+    encode.add_argument("-o", "--out", required=True, metavar="OUT.txt")
+    _add_event_options(encode)
+    encode.set_defaults(run=run_encode)
+
+    decode = commands.add_parser("decode", help="chunk text -> MIDI")
+    decode.add_argument("source", metavar="IN.txt")
+    decode.add_argument("-o", "--out", required=True, metavar="OUT.mid")
+    decode.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="beats per minute (default 120)")
+    decode.set_defaults(run=run_decode)
+
+    demo = commands.add_parser("demo", help="train a small model on the built-in tunes and play it")
+    demo.add_argument("--out", default="lstm-music-demo", metavar="DIR", help="default ./lstm-music-demo")
+    demo.add_argument("--epochs", type=int, help=f"default {DEMO_TRAINING['epochs']}")
+    demo.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # for the test suite
+    demo.set_defaults(run=run_demo)
+    return parser
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="lstm-music")
-    parser.parse_args(argv)
+    """Run the command line; returns the exit status (0 ok, 1 bad input, 2 bad usage, 130 Ctrl-C)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error already printed
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args) or 0
+    except UsageError as error:
+        return _fail(f"{parser.prog} {args.command}: {error}", EXIT_USAGE)
+    except LstmMusicError as error:
+        return _fail(str(error), EXIT_INPUT)
+    except OSError as error:
+        where = error.filename if error.filename is not None else ""
+        return _fail(f"{where}: {error.strerror or error}" if where else str(error), EXIT_INPUT)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+
+
+def _fail(message, status):
+    print("error: " + " ".join(str(message).split()), file=sys.stderr, flush=True)
+    return status
+
+
+# ----------------------------------------------------------------------------------------------
+# Building settings from arguments
+# ----------------------------------------------------------------------------------------------
+
+def event_settings(args):
+    from .music.events import EventSettings
+    grid_options = [args.grid, args.velocity_bins, args.max_delta_beats]
+    if args.raw and any(option is not None for option in grid_options):
+        raise UsageError("--raw keeps the files' own timing; it cannot go with --grid, "
+                         "--velocity-bins or --max-delta-beats")
+    values = {"raw": bool(args.raw), "keep_drums": bool(args.keep_drums)}
+    for name in ("grid", "velocity_bins", "max_delta_beats"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    try:
+        return EventSettings(**values)
+    except ValueError as error:
+        raise UsageError(str(error).replace("EventSettings: ", "")) from None
+
+
+def model_config(args):
+    """A model config dict (without vocab_size) from --preset or --hidden/--layers/--dropout."""
+    from .nn.model import PRESETS
+    custom = {"--hidden": args.hidden, "--layers": args.layers, "--dropout": args.dropout}
+    if args.preset is not None:
+        given = [name for name, value in custom.items() if value is not None]
+        if given:
+            raise UsageError(f"--preset fixes the architecture; leave out {', '.join(given)}")
+        config = json.loads(json.dumps(PRESETS[args.preset]))
+    else:
+        hidden = 128 if args.hidden is None else args.hidden
+        layers = 1 if args.layers is None else args.layers
+        dropout = 0.0 if args.dropout is None else args.dropout
+        if hidden < 1 or layers < 1 or not 0 <= dropout < 1:
+            raise UsageError("--hidden and --layers must be >= 1 and --dropout in [0, 1)")
+        stack = []
+        for _ in range(layers):
+            stack.append({"type": "lstm", "hidden_size": hidden})
+            if dropout > 0:
+                stack.append({"type": "dropout", "rate": dropout})
+        config = {"input": "onehot", "layers": stack, "output": "sequence"}
+    if args.embedding is not None:
+        if args.embedding < 1:
+            raise UsageError("--embedding must be >= 1")
+        config.update(input="embedding", embedding_dim=args.embedding)
+    return config
+
+
+def train_config(args, base=None, **fixed):
+    """A TrainConfig from the options given, over `base` (a dict of defaults)."""
+    from .nn.model import PRESET_TRAINING
+    from .train import ConfigError, TrainConfig
+    values = dict(base or {})
+    if getattr(args, "preset", None) is not None:
+        values.update(PRESET_TRAINING[args.preset])
+    for field in dataclasses.fields(TrainConfig):
+        given = getattr(args, field.name, None)
+        if given is not None:
+            values[field.name] = given
+    values.update(fixed)
+    try:
+        return TrainConfig(**values)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+
+
+def load_pieces(data, settings):
+    """Load DATA (or the built-in corpus); warnings and skipped files are reported one per line.
+
+    Returns ``(sequences, settings)``: a chunk text file brings the settings it was made with.
+    """
+    from .music import events
+    if data == "builtin":
+        from .music.corpus import builtin_sequences
+        sequences = builtin_sequences(settings)
+        say(f"loaded the built-in corpus: {len(sequences)} pieces")
+        return sequences, settings
+    if Path(data).suffix.lower() == ".txt" and Path(data).is_file():
+        sequences, file_settings = events.read_chunk_text_file(data)
+        sequences = [piece for piece in sequences if piece.chunks]
+        if not sequences:
+            raise DataError(f"{data}: no chunks in this chunk text file")
+        say(f"loaded {len(sequences)} pieces from {data}")
+        return sequences, file_settings or settings
+    skipped = []
+
+    def on_skip(error):
+        skipped.append(error)
+        warn(f"skipped {error}")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sequences = events.load_data(data, settings, on_skip=on_skip, progress=_show_progress())
+    for warning in caught:
+        warn(str(warning.message))
+    say(f"loaded {len(sequences)} files, skipped {len(skipped)}")
+    return sequences, settings
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+# ----------------------------------------------------------------------------------------------
+
+def format_record(record, epochs):
+    def number(value, digits=3):
+        return "-" if value is None else f"{value:.{digits}f}"
+    return (f"epoch {record['epoch']}/{epochs}  train {number(record['train_loss'])}"
+            f"  val {number(record['val_loss'])}  ppl {number(record['val_perplexity'], 1)}"
+            f"  acc {number(record['val_accuracy'])}"
+            f"  (unigram {number(record['baseline_loss'])}, acc {number(record['baseline_accuracy'])})"
+            f"  {record['elapsed']:.1f}s")
+
+
+def run_train(args):
+    from .music.vocab import Vocabulary
+    from .train import TrainConfig, load_run, prepare_data, train
+
+    if args.resume is not None:
+        changed = [name for name in ("preset", "hidden", "layers", "dropout", "embedding", "optimizer",
+                                     "lr", "batch_size", "seq_len", "step", "clip", "seed",
+                                     "val_fraction", "raw", "grid", "velocity_bins",
+                                     "max_delta_beats", "keep_drums", "out")
+                   if getattr(args, name) is not None]
+        if changed:
+            flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+            raise UsageError(f"a resumed run keeps its settings; only --epochs may change (got {flags})")
+        from .music.events import EventSettings
+        path, _, meta = load_run(args.resume)
+        settings = EventSettings.from_dict(meta["event_settings"])
+        config = TrainConfig.from_dict(meta["train_config"])
+        if args.epochs is not None:
+            config = dataclasses.replace(config, epochs=args.epochs)
+        sequences, settings = load_pieces(args.data, settings)
+        dataset = prepare_data(sequences, settings, config, vocab=Vocabulary(meta["vocabulary"]))
+        say(f"resuming {path} after epoch {meta['epoch']}" + (f", batch {meta['batch']}" if meta["batch"] else ""))
+        return _train_and_report(args.data, dataset, meta["model_config"], config, Path(args.resume), True)
+
+    settings = event_settings(args)
+    config = train_config(args)
+    model = model_config(args)
+    sequences, settings = load_pieces(args.data, settings)
+    dataset = prepare_data(sequences, settings, config)
+    run_dir = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    return _train_and_report(args.data, dataset, model, config, run_dir, False)
+
+
+def _describe(dataset):
+    say(f"vocabulary: {len(dataset.vocab)} chunks; {len(dataset.train_x)} training windows from "
+        f"{len(dataset.train_names)} pieces, {len(dataset.val_x)} validation windows from "
+        f"{len(dataset.val_names)} pieces")
+
+
+def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False):
+    from .train import train
+    _describe(dataset)
+    say(f"training {config.optimizer} lr {config.lr} for {config.epochs} epochs, writing to {run_dir}")
+    result = train(dataset, model, config, run_dir, progress=_show_progress(),
+                   on_epoch=lambda record: say(format_record(record, config.epochs)), resume=resume)
+    if result.interrupted:
+        print(f"interrupted: saved {run_dir / 'last.npz'} (epoch {result.epoch}, batch {result.batch});"
+              f" continue with: lstm-music train {data} --resume {run_dir}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    if not quiet:
+        say(f"wrote {run_dir}/last.npz, best.npz, history.json, history.csv, loss.png")
+        say(f"make music with: lstm-music generate {run_dir / 'best.npz'} -o piece.mid --wav")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# generate
+# ----------------------------------------------------------------------------------------------
+
+def _tempo(bpm):
+    if not 1 <= bpm <= 1000:
+        raise UsageError(f"--tempo must be between 1 and 1000 beats per minute, got {bpm}")
+    return int(round(60_000_000 / bpm))
+
+
+def run_generate(args):
+    from .generate import load_trained
+    if args.length < 1 or args.temperature < 0 or (args.top_k is not None and args.top_k < 1):
+        raise UsageError("--length and --top-k must be >= 1 and --temperature >= 0")
+    trained = load_trained(args.checkpoint)
+    written = make_piece(trained, Path(args.out), args.length, args.temperature, args.top_k,
+                         args.seed, args.prime, args.include_prime, _tempo(args.tempo),
+                         wav=args.wav, plot=args.plot)
+    say("wrote " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def make_piece(trained, out, length, temperature=1.0, top_k=None, seed=0, prime=None,
+               include_prime=False, tempo=500_000, wav=False, plot=False):
+    """Generate and write OUT.mid and OUT.txt (and OUT.wav, OUT.png); returns the paths written."""
+    from .generate import default_prime, generate, prime_from_file, write_piece
+    rng = np.random.default_rng(seed)
+    if prime is not None:
+        prime_ids, skipped = prime_from_file(prime, trained)
+        if skipped:
+            warn(f"{prime}: {skipped} chunks are not in the model's vocabulary and were skipped")
+    else:
+        prime_ids = default_prime(trained, rng)
+    new_ids = generate(trained.model, trained.vocab, prime_ids, length, temperature, top_k, rng)
+    ids = prime_ids + new_ids if include_prime else new_ids
+    _, text_path = write_piece(trained, ids, out, tempo=tempo, name=out.stem)
+    written = [out, text_path]
+    if wav:
+        from .music.synth import render_midi_to_wav
+        render_midi_to_wav(out, out.with_suffix(".wav"))
+        written.append(out.with_suffix(".wav"))
+    if plot:
+        from .music.events import midi_to_notes
+        from .plots import plot_piano_roll
+        plot_piano_roll(midi_to_notes(out), out.with_suffix(".png"), title=out.name)
+        written.append(out.with_suffix(".png"))
+    return written
+
+
+# ----------------------------------------------------------------------------------------------
+# compare
+# ----------------------------------------------------------------------------------------------
+
+def run_compare(args):
+    from .generate import load_trained
+    from .plots import plot_optimizer_comparison
+    from .train import _write_text, prepare_data
+
+    lrs = args.lrs or [COMPARE_LRS[name] for name in args.optimizers]
+    if len(lrs) != len(args.optimizers):
+        raise UsageError(f"--lrs needs one learning rate per optimizer ({len(args.optimizers)})")
+    settings = event_settings(args)
+    model = model_config(args)
+    sequences, settings = load_pieces(args.data, settings)
+    out = Path(args.out)
+    histories, summary = {}, {}
+    for name, lr in zip(args.optimizers, lrs):
+        # The same seed gives every optimizer the same initial weights, split and batch order.
+        config = train_config(args, optimizer=name, lr=lr)
+        dataset = prepare_data(sequences, settings, config)
+        say(f"--- {name}")
+        status = _train_and_report(args.data, dataset, model, config, out / name, False, quiet=True)
+        if status:
+            return status
+        histories[name] = json.loads((out / name / "history.json").read_text())
+        summary[name] = {"lr": lr, "train_config": config.to_dict(), "history": histories[name]}
+        make_piece(load_trained(out / name / "best.npz"), out / f"{name}.mid", 200, seed=config.seed)
+    plot_optimizer_comparison(histories, out / "compare.png")
+    _write_text(out / "compare.json", json.dumps(summary, indent=1))
+    say(f"wrote {out / 'compare.png'}, {out / 'compare.json'} and one sample per optimizer "
+        f"({', '.join(f'{name}.mid' for name in histories)})")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# small file commands
+# ----------------------------------------------------------------------------------------------
+
+def run_render(args):
+    from .music.synth import render_midi_to_wav
+    render_midi_to_wav(args.midi, args.out)
+    say(f"wrote {args.out}")
+    return 0
+
+
+def run_plot(args):
+    from .music.events import midi_to_notes
+    from .plots import plot_piano_roll
+    plot_piano_roll(midi_to_notes(args.midi), args.out, title=Path(args.midi).name)
+    say(f"wrote {args.out}")
+    return 0
+
+
+def run_encode(args):
+    from .music.events import write_chunk_text
+    settings = event_settings(args)
+    if Path(args.source).suffix.lower() == ".txt":
+        raise UsageError(f"{args.source} is already chunk text; encode reads MIDI files or folders")
+    sequences, settings = load_pieces(args.source, settings)
+    write_chunk_text(args.out, sequences, settings)
+    say(f"wrote {args.out}: {sum(len(piece.chunks) for piece in sequences)} chunks")
+    return 0
+
+
+def run_decode(args):
+    from .music.events import chunks_to_midi, read_chunk_text
+    sequences = [piece for piece in read_chunk_text(args.source) if piece.chunks]
+    if not sequences:
+        raise DataError(f"{args.source}: no chunks in this chunk text file")
+    out = Path(args.out)
+    tempo = _tempo(args.tempo)
+    written = []
+    for number, piece in enumerate(sequences, start=1):
+        # One MIDI file per piece: OUT.mid for the first, OUT-2.mid, OUT-3.mid, ... for the others.
+        path = out if number == 1 else out.with_name(f"{out.stem}-{number}{out.suffix}")
+        chunks_to_midi(piece.chunks, path, ticks_per_beat=piece.ticks_per_beat, tempo=tempo)
+        written.append(str(path))
+    say("wrote " + ", ".join(written))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# demo
+# ----------------------------------------------------------------------------------------------
+
+def run_demo(args):
+    from .generate import load_trained
+    from .music.events import EventSettings
+    from .music.corpus import builtin_sequences
+    from .train import TrainConfig, prepare_data, train
+
+    out = Path(args.out)
+    training = TINY_TRAINING if args.tiny else DEMO_TRAINING
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise UsageError("--epochs must be >= 1")
+        training = {**training, "epochs": args.epochs}
+    config = TrainConfig(**training)
+    settings = EventSettings()
+    sequences = builtin_sequences(settings)
+    dataset = prepare_data(sequences, settings, config)
+    say(f"demo: training a small LSTM on {len(sequences)} built-in tunes "
+        f"({len(dataset.vocab)} distinct chunks), {config.epochs} epochs")
+    result = train(dataset, TINY_MODEL if args.tiny else DEMO_MODEL, config, out,
+                   progress=_show_progress(),
+                   on_epoch=lambda record: say(format_record(record, config.epochs)))
+    if result.interrupted:
+        print(f"interrupted: saved {out / 'last.npz'}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    trained = load_trained(out / "best.npz")
+    written = make_piece(trained, out / "sample.mid", 48 if args.tiny else 400, temperature=0.9,
+                         seed=config.seed, wav=True, plot=True)
+    say("wrote:")
+    for path in written + [out / "loss.png", out / "best.npz"]:
+        say(f"  {path}")
+    say(f"listen: open {out / 'sample.wav'}  (or play {out / 'sample.mid'} in any MIDI player)")
     return 0

@@ -1,0 +1,219 @@
+"""Priming and roulette-wheel sampling: a trained model writes new music, one token at a time.
+
+Generation runs the model at batch size 1 (B = 1):
+
+1. **Prime.** Feed the prime tokens through the model one step at a time, so the LSTM's state
+   `(h, c)` (each `(1, H)`) summarises "the music so far".
+2. **Sample.** Turn the last logits `(V,)` into probabilities (temperature, optional top-k), draw
+   one token id with the roulette wheel, feed it back in with `model.step`, and repeat.
+
+The roulette wheel is the seed project's sampler: token i is picked with probability
+`p_i / sum(p)`. We spin it as `searchsorted(cumsum(p), u * total)` with an explicit
+`np.random.Generator`, so a fixed seed reproduces a piece exactly and rounding can never make it
+crash ("probabilities do not sum to 1" is a classic bug of `rng.choice(V, p=p)`).
+"""
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import CheckpointError
+from .errors import DataError
+from .music import events
+from .music.vocab import Vocabulary, VocabularyError
+from .nn.losses import softmax
+from .nn.model import Model
+from .train import load_run
+
+# Temperatures at or below this are treated as 0: the argmax, exactly (dividing by ~0 would overflow).
+MIN_TEMPERATURE = 1e-6
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling one token
+# ----------------------------------------------------------------------------------------------
+
+def roulette_wheel(probs, rng):
+    """Draw one index i with probability `probs[i] / sum(probs)`.
+
+    `probs` is `(V,)`, non-negative, and need not sum to 1. Picture a wheel whose slices have
+    the widths `probs`: `cumsum` gives the slice edges, a uniform `u * total` is where the ball
+    lands, and `searchsorted` finds the slice. `side="right"` skips zero-width slices, and the
+    final clip guards against `u * total` rounding up past the last edge.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    edges = np.cumsum(probs)
+    total = edges[-1]
+    if not np.isfinite(total) or total <= 0:
+        raise ValueError(f"cannot sample: the probabilities sum to {total}")
+    index = np.searchsorted(edges, rng.random() * total, side="right")
+    return int(min(index, len(probs) - 1))
+
+
+sample_index = roulette_wheel  # the name the tutorials use for "draw one token"
+
+
+def apply_temperature(logits, temperature=1.0):
+    """Turn logits `(V,)` into probabilities `(V,)`, sharpened or flattened by `temperature`.
+
+    `softmax(logits / T)`: T = 1 keeps the model's own distribution, T < 1 favours likely
+    tokens, T > 1 flattens towards uniform. As T -> 0 the distribution becomes one-hot on the
+    argmax; we return exactly that for T <= MIN_TEMPERATURE instead of dividing by ~0.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature <= MIN_TEMPERATURE:
+        probs = np.zeros_like(logits)
+        probs[np.argmax(logits)] = 1.0
+        return probs
+    return softmax(logits / temperature)
+
+
+def top_k_filter(probs, k=None):
+    """Keep the `k` largest probabilities of `probs` `(V,)`, zero the rest (None keeps all).
+
+    The survivors are not renormalised; the roulette wheel divides by their sum anyway.
+    Ties at the k-th value are broken by index (stable sort), so the result is deterministic.
+    """
+    if k is None or k >= len(probs):
+        return probs
+    if k < 1:
+        raise ValueError(f"top_k must be >= 1, got {k}")
+    keep = np.argsort(-probs, kind="stable")[:k]
+    filtered = np.zeros_like(probs)
+    filtered[keep] = probs[keep]
+    return filtered
+
+
+# ----------------------------------------------------------------------------------------------
+# Generating a sequence
+# ----------------------------------------------------------------------------------------------
+
+def prime_model(model, prime_ids):
+    """Run the model over `prime_ids` (a list of P >= 1 ids), one step at a time, at batch 1.
+
+    Returns `(logits, state)`: the logits `(V,)` after the last prime token (the distribution of
+    the first new token) and the LSTM state to continue from.
+    """
+    if len(prime_ids) == 0:
+        raise ValueError("the prime needs at least one token")
+    state = model.initial_state(1)
+    for token in prime_ids:
+        logits, state = model.step(np.array([token]), state)
+    return logits[0], state
+
+
+def generate(model, vocab, prime_ids, length, temperature=1.0, top_k=None, rng=None):
+    """Generate `length` new token ids after priming the model with `prime_ids`.
+
+    `model` is an `nn.model.Model` whose vocabulary is `vocab` (its size is checked);
+    `prime_ids` is a list of ids; `rng` an `np.random.Generator` (a fixed seed gives the same
+    piece). Returns a list of `length` ints (without the prime).
+    """
+    if len(vocab) != model.config["vocab_size"]:
+        raise CheckpointError(None, f"the vocabulary has {len(vocab)} tokens but the model "
+                                    f"expects {model.config['vocab_size']}")
+    rng = np.random.default_rng() if rng is None else rng
+    was_training = getattr(model, "training", False)
+    model.set_training(False)  # dropout off while generating
+    try:
+        logits, state = prime_model(model, prime_ids)
+        new_ids = []
+        for _ in range(length):
+            probs = top_k_filter(apply_temperature(logits, temperature), top_k)
+            token = roulette_wheel(probs, rng)
+            new_ids.append(token)
+            logits, state = model.step(np.array([token]), state)
+            logits = logits[0]
+    finally:
+        model.set_training(was_training)
+    return new_ids
+
+
+# ----------------------------------------------------------------------------------------------
+# From a checkpoint to a MIDI file
+# ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A model restored from a training checkpoint, with what it needs to make music.
+
+    ``token_counts`` ``(V,)`` counts each token in the training data (for the default prime);
+    ``ticks_per_beat`` is the resolution the chunks' deltas count in.
+    """
+    model: Model
+    vocab: Vocabulary
+    settings: events.EventSettings
+    ticks_per_beat: int
+    token_counts: np.ndarray
+    path: Path
+    meta: dict
+
+
+def load_trained(path):
+    """Load a checkpoint written by ``train`` (a ``.npz`` file, or a run folder for its ``last.npz``).
+
+    Raises ``CheckpointError`` naming the file when it cannot be read, or when its parameters,
+    vocabulary and model config do not belong together.
+    """
+    path, arrays, meta = load_run(path)
+    try:
+        vocab = Vocabulary(meta["vocabulary"])
+        settings = events.EventSettings.from_dict(meta["event_settings"])
+        model = Model(meta["model_config"])
+        if len(vocab) != model.config["vocab_size"]:
+            raise ValueError(f"its vocabulary has {len(vocab)} chunks but its model expects "
+                             f"{model.config['vocab_size']}")
+        model.load_params({name[len("param/"):]: value for name, value in arrays.items()
+                           if name.startswith("param/")})
+        counts = np.asarray(meta.get("token_counts") or np.ones(len(vocab)), dtype=np.float64)
+        if counts.shape != (len(vocab),):
+            raise ValueError("its token counts do not match its vocabulary")
+    except (ValueError, TypeError, KeyError, VocabularyError) as error:
+        raise CheckpointError(path, f"inconsistent checkpoint: {error}") from None
+    return TrainedModel(model, vocab, settings, int(meta.get("ticks_per_beat", settings.grid)),
+                        counts, path, meta)
+
+
+def default_prime(trained, rng):
+    """A one-token prime: a note-on chunk drawn with `rng`, as often as it occurred in training.
+
+    Returns a list with one id. Starting from a real note (rather than a note-off, or a fixed
+    token) gives each seed a different opening; the state starts at zero, as in training.
+    """
+    weights = trained.token_counts.copy()
+    note_on = np.array(["_no_" in token for token in trained.vocab.tokens])
+    if (weights * note_on).sum() > 0:
+        weights = weights * note_on
+    return [roulette_wheel(weights, rng)]
+
+
+def prime_from_file(path, trained):
+    """Prime ids from a MIDI file or a chunk text file, encoded with the checkpoint's settings.
+
+    Returns ``(ids, skipped)``: the ids of the known chunks (all pieces of a text file, in order)
+    and how many chunks were not in the vocabulary and were left out. Raises ``DataError`` when
+    no chunk of the file is in the vocabulary, ``MidiError``/``ChunkError`` for a broken file.
+    """
+    sequences = events.load_data(path, trained.settings)
+    ids, skipped = trained.vocab.encode_skipping([c for piece in sequences for c in piece.chunks])
+    if len(ids) == 0:
+        raise DataError(f"{path}: none of its {skipped} chunks is in the model's vocabulary, "
+                        f"so it cannot prime the model")
+    return ids.tolist(), skipped
+
+
+def write_piece(trained, ids, midi_path, tempo=events.DEFAULT_TEMPO, name="generated"):
+    """Decode ids to chunks and write ``midi_path`` and, next to it, the chunk text (``.txt``).
+
+    Returns ``(chunks, text_path)``. The MIDI's ticks per beat are the checkpoint's, so the
+    deltas mean what they meant in training.
+    """
+    midi_path = Path(midi_path)
+    chunks = trained.vocab.decode(np.asarray(ids, dtype=np.int64))
+    events.chunks_to_midi(chunks, midi_path, ticks_per_beat=trained.ticks_per_beat, tempo=tempo)
+    text_path = midi_path.with_suffix(".txt")
+    piece = events.ChunkSequence(name, chunks, trained.ticks_per_beat)
+    events.write_chunk_text(text_path, [piece], trained.settings)
+    return chunks, text_path

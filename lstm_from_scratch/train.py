@@ -1,0 +1,437 @@
+"""The training loop: shuffled batches, clipped gradients, an optimizer step; validation; checkpoints.
+
+Two steps, so each can be read (and tested) on its own:
+
+1. ``prepare_data(sequences, settings, config)`` turns chunk sequences (one per MIDI file) into a
+   ``Dataset``: the vocabulary, training and validation windows ``(N, T)`` split *by file*, and the
+   unigram baseline the net has to beat.
+2. ``train(dataset, model_config, config, run_dir)`` runs the epochs. One training step is::
+
+       loss, grads = model.loss(inputs, targets)      # forward + backpropagation through time
+       clip_grad_norm(grads, config.clip)             # tame exploding gradients (Pascanu et al.)
+       optimizer.step(model.params, grads)            # the only place weights change
+
+   After each epoch it measures the validation loss, perplexity and next-token accuracy, appends a
+   record to the history and writes ``RUN_DIR/last.npz`` (and ``best.npz`` when validation improved),
+   ``history.json`` and ``history.csv``; at the end it draws ``loss.png``.
+
+Resuming is exact: a checkpoint stores the parameters, the optimizer's buffers and the state of both
+random generators (the one that shuffles batches and the one behind dropout), so "2 epochs" and
+"1 epoch, stop, resume for 1 more" give bit-identical weights.
+"""
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import signal
+import tempfile
+import threading
+import time
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
+from .data import DataError, iterate_batches, num_batches, unigram_baseline, windows_from_sequences
+from .data import split_by_file
+from .errors import LstmMusicError
+from .music.vocab import UnknownTokenError, Vocabulary
+from .nn.losses import log_softmax
+from .nn.model import Model, validate_config
+from .nn.optim import clip_grad_norm, make_optimizer
+
+CHECKPOINT_KIND = "lstm_from_scratch.run"
+EVAL_BATCH_SIZE = 256  # validation has no backward pass, so bigger batches are cheap
+
+
+class TrainingDiverged(LstmMusicError):
+    """The loss became NaN or infinite: the weights are garbage from here on."""
+
+
+class ConfigError(LstmMusicError):
+    """A training or model setting that cannot work (for example a negative learning rate)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings
+# ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How to train: every field is a plain number or string, so the config is stored as JSON.
+
+    ``seq_len`` is T, the window length (steps of backpropagation through time); ``step`` is how far
+    apart windows start; ``clip`` is the largest global gradient norm (0 turns clipping off);
+    ``momentum`` is used by SGD only. ``seed`` fixes the initial weights, the train/validation split,
+    the batch order and the dropout masks.
+    """
+    optimizer: str = "adam"
+    lr: float = 0.003
+    momentum: float = 0.9
+    epochs: int = 10
+    batch_size: int = 32
+    seq_len: int = 32
+    step: int = 4
+    clip: float = 5.0
+    seed: int = 0
+    val_fraction: float = 0.1
+
+    def __post_init__(self):
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size,
+                    "seq_len": self.seq_len, "step": self.step}
+        for name, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ConfigError(f"the learning rate must be a positive number, got {self.lr!r}")
+        if not self.clip >= 0:
+            raise ConfigError(f"clip must be >= 0 (0 turns clipping off), got {self.clip!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.optimizer not in ("sgd", "adam", "rmsprop"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose sgd, adam or rmsprop")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Encoded training data. ``train_x``/``train_y`` are ``(N, T)`` int64 windows whose targets are
+    the inputs shifted by one token; ``val_x``/``val_y`` are ``(M, T)`` (M may be 0).
+
+    ``baseline`` is ``data.unigram_baseline`` on the validation targets; ``token_counts`` ``(V,)``
+    counts each token in the training pieces; ``ticks_per_beat`` is the resolution of the chunks.
+    """
+    vocab: Vocabulary
+    settings: object  # music.events.EventSettings
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    baseline: dict
+    token_counts: np.ndarray
+    ticks_per_beat: int
+    train_names: list
+    val_names: list
+
+
+def prepare_data(sequences, settings, config, vocab=None):
+    """Chunk sequences -> a ``Dataset``, split by file with ``config.seed``.
+
+    ``sequences`` is a list of ``ChunkSequence`` (one per piece), made with event ``settings``.
+    The vocabulary is built from every piece (training and validation), so validation never meets
+    an unknown chunk. Pass ``vocab`` (e.g. a checkpoint's) to encode with it instead; a chunk it
+    does not know then raises ``DataError``.
+    """
+    sequences = list(sequences)
+    if not sequences:
+        raise DataError("no pieces to train on")
+    if vocab is None:
+        vocab = Vocabulary.build(sequences)
+    split_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(2)[0])
+    train_pieces, val_pieces = split_by_file(sequences, config.val_fraction, split_rng)
+    try:
+        train_ids = [vocab.encode(piece) for piece in train_pieces]
+        val_ids = [vocab.encode(piece) for piece in val_pieces]
+    except UnknownTokenError as error:
+        raise DataError(f"{error} (resume with the same data and event settings)") from None
+    train_x, train_y = windows_from_sequences(train_ids, config.seq_len, config.step)
+    val_x = val_y = np.zeros((0, config.seq_len), dtype=np.int64)
+    long_enough = [ids for ids in val_ids if len(ids) > config.seq_len]
+    if long_enough:
+        val_x, val_y = windows_from_sequences(long_enough, config.seq_len, config.step)
+    counts = np.bincount(np.concatenate(train_ids), minlength=len(vocab))
+    ticks = [piece.ticks_per_beat for piece in sequences]
+    return Dataset(
+        vocab=vocab, settings=settings, train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y,
+        baseline=unigram_baseline(train_ids, val_y, len(vocab)), token_counts=counts,
+        ticks_per_beat=max(set(ticks), key=ticks.count),
+        train_names=[piece.name for piece in train_pieces],
+        val_names=[piece.name for piece in val_pieces])
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class TrainResult:
+    """What ``train`` returns. ``interrupted`` is True when Ctrl-C stopped it (``last.npz`` holds
+    the exact point reached: ``epoch`` finished epochs plus ``batch`` batches of the next one)."""
+    model: Model
+    history: list
+    run_dir: Path
+    interrupted: bool = False
+    epoch: int = 0
+    batch: int = 0
+
+
+def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, resume=False):
+    """Train a model on ``dataset`` and write checkpoints, history and a loss plot to ``run_dir``.
+
+    - ``model_config``: an ``nn.model`` config dict; its ``vocab_size`` is set from the vocabulary.
+    - ``config``: a ``TrainConfig``. ``config.epochs`` is the total to reach, also when resuming.
+    - ``progress``: show a tqdm bar with the running training loss.
+    - ``on_epoch``: called with each epoch's history record (a dict) as soon as it is done.
+    - ``resume``: continue from ``run_dir/last.npz``; its model config, vocabulary, event settings
+      and training settings (all but ``epochs``) must match, or ``CheckpointError`` says which differs.
+
+    Returns a ``TrainResult``. Ctrl-C (SIGINT) finishes the current batch, saves ``last.npz`` and
+    returns with ``interrupted=True``. A NaN or infinite loss raises ``TrainingDiverged``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        model_config = validate_config({**model_config, "vocab_size": len(dataset.vocab)})
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    model = Model(model_config, seed=config.seed)
+    optimizer_settings = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
+    optimizer = make_optimizer(config.optimizer, config.lr, **optimizer_settings)
+    shuffle_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(2)[1])
+    run = _RunState(model, optimizer, shuffle_rng, dataset, config, run_dir)
+    if resume:
+        run.restore(run_dir / "last.npz")
+
+    with _InterruptFlag() as interrupt:
+        for epoch in range(run.epoch + 1, config.epochs + 1):
+            epoch_rng_state = shuffle_rng.bit_generator.state
+            if not run.train_epoch(epoch, progress, interrupt):
+                run.save(run_dir / "last.npz", epoch_rng_state)
+                run.save_history()
+                return TrainResult(model, run.history, run_dir, True, run.epoch, run.batch)
+            record = run.finish_epoch(epoch)
+            if on_epoch is not None:
+                on_epoch(record)
+    run.save_history(plot=True)
+    return TrainResult(model, run.history, run_dir, False, run.epoch, 0)
+
+
+class _RunState:
+    """Everything a run carries from batch to batch, and how to save and restore it exactly."""
+
+    def __init__(self, model, optimizer, shuffle_rng, dataset, config, run_dir):
+        self.model, self.optimizer, self.shuffle_rng = model, optimizer, shuffle_rng
+        self.dataset, self.config, self.run_dir = dataset, config, run_dir
+        self.epoch = 0           # epochs finished
+        self.batch = 0           # batches finished in the epoch under way
+        self.loss_sum = 0.0      # sum of those batches' losses (for the epoch's mean)
+        self.elapsed = 0.0       # training seconds before this session
+        self.history = []
+        self.started = time.perf_counter()
+
+    def seconds(self):
+        return self.elapsed + time.perf_counter() - self.started
+
+    def train_epoch(self, epoch, progress, interrupt):
+        """Run the remaining batches of ``epoch``; False if Ctrl-C stopped it between two batches."""
+        data, config, model = self.dataset, self.config, self.model
+        total = num_batches(len(data.train_x), config.batch_size)
+        batches = iterate_batches(data.train_x, data.train_y, config.batch_size, self.shuffle_rng)
+        bar = _progress_bar(progress, total, self.batch, f"epoch {epoch}/{config.epochs}")
+        try:
+            for inputs, targets in islice(batches, self.batch, None):  # skip batches done before a resume
+                if model.config["output"] == "last":
+                    targets = targets[-1]  # only the token after each window is predicted
+                # A diverging run overflows (exp, tanh) before its loss turns inf or NaN; the check
+                # below reports that with advice, so NumPy's own warnings would only be noise.
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    loss, grads = model.loss(inputs, targets, training=True)
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"the training loss became {loss} at epoch {epoch}, batch {self.batch + 1}; "
+                        f"try a lower --lr (now {config.lr}) or a smaller --clip (now {config.clip})")
+                clip_grad_norm(grads, config.clip)
+                self.optimizer.step(model.params, grads)
+                self.batch += 1
+                self.loss_sum += loss
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{self.loss_sum / self.batch:.3f}", refresh=False)
+                if interrupt.requested:
+                    return False
+        finally:
+            if bar is not None:
+                bar.close()
+        return True
+
+    def finish_epoch(self, epoch):
+        """Validate, append the epoch's record to the history, write the checkpoints."""
+        val_loss, val_accuracy = evaluate(self.model, self.dataset.val_x, self.dataset.val_y)
+        record = {
+            "epoch": epoch,
+            "train_loss": self.loss_sum / max(self.batch, 1),
+            "val_loss": val_loss,
+            "val_perplexity": None if val_loss is None else math.exp(min(val_loss, 700.0)),
+            "val_accuracy": val_accuracy,
+            "baseline_loss": self.dataset.baseline["cross_entropy"],
+            "baseline_accuracy": self.dataset.baseline["accuracy"],
+            "elapsed": self.seconds(),
+        }
+        improved = _is_best(record, self.history)
+        self.history.append(record)
+        self.epoch, self.batch, self.loss_sum = epoch, 0, 0.0
+        state = self.shuffle_rng.bit_generator.state  # where the next epoch's shuffle starts
+        self.save(self.run_dir / "last.npz", state)
+        if improved:
+            self.save(self.run_dir / "best.npz", state)
+        self.save_history()
+        return record
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def meta(self, shuffle_state):
+        data = self.dataset
+        return {
+            "kind": CHECKPOINT_KIND,
+            "model_config": self.model.config,
+            "vocabulary": list(data.vocab.tokens),
+            "event_settings": data.settings.to_dict(),
+            "train_config": self.config.to_dict(),
+            "ticks_per_beat": data.ticks_per_beat,
+            "token_counts": data.token_counts.tolist(),
+            "baseline": data.baseline,
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "loss_sum": self.loss_sum,
+            "elapsed": self.seconds(),
+            "rng": {"shuffle": shuffle_state, "dropout": self.model.rng.bit_generator.state},
+            "history": self.history,
+        }
+
+    def save(self, path, shuffle_state):
+        arrays = {f"param/{name}": value for name, value in self.model.params.items()}
+        arrays.update({f"optim/{key}": value for key, value in self.optimizer.state_dict().items()})
+        save_checkpoint(path, arrays, self.meta(shuffle_state))
+
+    def restore(self, path):
+        """Load ``path`` (a ``last.npz``) into this run, refusing one made for other data or settings."""
+        arrays, meta = load_checkpoint(path)
+        expected = {key: value for key, value in self.meta(None).items()
+                    if key in ("kind", "model_config", "vocabulary", "event_settings")}
+        expected["train_config"] = {**self.config.to_dict(), "epochs": meta.get("train_config", {}).get("epochs")}
+        check_compatible(meta, expected, path)
+        params = {name[len("param/"):]: value for name, value in arrays.items() if name.startswith("param/")}
+        optim = {name[len("optim/"):]: value for name, value in arrays.items() if name.startswith("optim/")}
+        try:
+            self.model.load_params(params)
+            self.optimizer.load_state_dict(optim)
+        except ValueError as error:
+            raise CheckpointError(path, str(error)) from None
+        self.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]
+        self.model.rng.bit_generator.state = meta["rng"]["dropout"]
+        self.epoch, self.batch, self.loss_sum = meta["epoch"], meta["batch"], meta["loss_sum"]
+        self.elapsed, self.history = meta["elapsed"], meta["history"]
+        self.started = time.perf_counter()
+
+    def save_history(self, plot=False):
+        """Write ``history.json`` and ``history.csv`` (and with ``plot``, ``loss.png``)."""
+        _write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
+        if self.history:
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=list(self.history[0]))
+            writer.writeheader()
+            writer.writerows(self.history)
+            _write_text(self.run_dir / "history.csv", buffer.getvalue())
+        if plot:
+            from .plots import plot_loss_curves  # matplotlib is slow to import; only when drawing
+            plot_loss_curves(self.history, self.run_dir / "loss.png", baseline=self.dataset.baseline)
+
+
+def evaluate(model, inputs, targets, batch_size=EVAL_BATCH_SIZE):
+    """Mean cross-entropy and next-token accuracy of ``model`` on windows ``(N, T)``, dropout off.
+
+    Returns ``(loss, accuracy)`` as floats, or ``(None, None)`` when there are no windows.
+    """
+    if len(inputs) == 0:
+        return None, None
+    total_loss, correct, count = 0.0, 0, 0
+    for ids, wanted in iterate_batches(inputs, targets, batch_size):
+        logits = model.forward(ids, training=False)  # (T, B, V), or (B, V) for output "last"
+        if model.config["output"] == "last":
+            wanted = wanted[-1]
+        log_probs = log_softmax(logits.astype(np.float64))
+        picked = np.take_along_axis(log_probs, wanted[..., None], axis=-1)
+        total_loss -= float(picked.sum())
+        correct += int((logits.argmax(axis=-1) == wanted).sum())
+        count += wanted.size
+    return total_loss / count, correct / count
+
+
+def _is_best(record, history):
+    key = "val_loss" if record["val_loss"] is not None else "train_loss"
+    return all(record[key] < old[key] for old in history if old.get(key) is not None)
+
+
+def _progress_bar(enabled, total, done, description):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, initial=done, desc=description, leave=False, unit="batch")
+
+
+class _InterruptFlag:
+    """Turn the first Ctrl-C into a flag the loop checks between batches.
+
+    A KeyboardInterrupt can land anywhere, even halfway through ``optimizer.step``, leaving some
+    weights updated and others not. Checking a flag between batches stops at a consistent point.
+    A second Ctrl-C raises KeyboardInterrupt at once. Only the main thread may install handlers;
+    elsewhere Ctrl-C keeps its default behaviour.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _write_text(path, text):
+    """Write ``text`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``."""
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+        os.replace(temp_name, path)
+    except BaseException:
+        if os.path.exists(temp_name):
+            os.remove(temp_name)
+        raise
+
+
+def load_run(path):
+    """Read a run checkpoint for resuming or generating: ``(arrays, meta)``.
+
+    ``path`` is a ``.npz`` file or a run folder (then its ``last.npz``). Raises ``CheckpointError``
+    if it is not a checkpoint written by ``train``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.npz"
+    arrays, meta = load_checkpoint(path)
+    missing = [key for key in ("model_config", "vocabulary", "event_settings", "rng") if key not in meta]
+    if meta.get("kind") != CHECKPOINT_KIND or missing:
+        raise CheckpointError(path, "not a training checkpoint of lstm-music (written by `lstm-music train`)")
+    return path, arrays, meta
