@@ -13,15 +13,18 @@ How a MIDI file becomes chunks (the policy, the same in both modes):
 
 - A note-on with velocity 0 is a note-off. Drums (MIDI channel 10, index 9) are dropped unless
   ``keep_drums``. Channels are merged: a chunk has no channel.
-- At most one note per pitch sounds at a time. A note-on for a pitch that is already sounding (a
-  re-strike) first ends the sounding note: a note-off, then the note-on. A note-off ends the
-  sounding note of its pitch; a note-off for a silent pitch is ignored. A note that ends at the tick
-  it starts is inaudible and dropped.
-- Events at the same tick are taken in file order (track by track) while pairing note-ons with
-  note-offs. The chunks are then written in one fixed order: by time, note-offs before note-ons,
-  then by pitch (low to high).
-- Notes still sounding at the end of the file end at the file's last tick (the end of its longest
-  track), or one beat after they start if that is later.
+- At most one note per pitch sounds at a time. Each track is read on its own, in file order: a
+  note-on for a pitch that is already sounding (a re-strike) first ends the sounding note; a
+  note-off ends the sounding note of its pitch, and a note-off for a silent pitch is ignored. A
+  note that ends at the tick it starts is inaudible and dropped. Notes still sounding at the end
+  of a track end at the file's last tick (the end of its longest track), or one beat after they
+  start if that is later.
+- Then the tracks are merged with the same rule: a note that starts while another note of its
+  pitch sounds ends that note; notes of one pitch that start at the same tick merge into one
+  (the first track's velocity, the latest end).
+- Chunks are written in one fixed order: by time, note-offs before note-ons, then by pitch (low
+  to high). So the same notes always give the same chunks, and decoding the chunks (one track,
+  note-offs first) gives the same notes back.
 
 Two modes (``EventSettings.raw``):
 
@@ -181,10 +184,10 @@ def validate_chunks(chunks, source=None):
 
 
 def _pair_notes(events, end_tick, ticks_per_beat):
-    """Turn note events into notes with the one-note-per-pitch policy (module docstring).
+    """Turn one stream of note events into notes with the one-note-per-pitch policy.
 
-    ``events``: ``(tick, is_on, pitch, velocity)`` in processing order. Returns a list of notes
-    ``(start, end, pitch, velocity, off_velocity)`` in ticks, sorted by start then pitch.
+    ``events``: ``(tick, is_on, pitch, velocity)`` in stream order (one track, or a chunk list).
+    Returns notes ``(start, end, pitch, velocity, off_velocity)`` in ticks, sorted by start, pitch.
     """
     sounding = {}  # pitch -> (start tick, velocity)
     notes = []
@@ -200,6 +203,30 @@ def _pair_notes(events, end_tick, ticks_per_beat):
         notes.append((start, end, pitch, velocity, 0))
     notes.sort(key=lambda note: (note[0], note[2]))
     return notes
+
+
+def _one_note_per_pitch(notes):
+    """Resolve overlaps between notes of one pitch (from different tracks, or after rounding).
+
+    ``notes``: ``(start, end, pitch, velocity, off_velocity)``. A note that starts while another
+    of its pitch sounds ends that one (a re-strike); notes of one pitch that start together merge
+    into one with the first note's velocity and the latest end. Returns notes sorted by start, pitch.
+    """
+    result = []
+    previous = None
+    for note in sorted(notes, key=lambda note: (note[2], note[0])):  # stable: track order survives
+        start, end, pitch, velocity, off_velocity = note
+        if previous is not None and previous[2] == pitch and start < previous[1]:
+            if start == previous[0]:  # the same start: merge
+                if end > previous[1]:
+                    previous = previous[:1] + (end,) + previous[2:4] + (off_velocity,)
+                result[-1] = previous
+                continue
+            result[-1] = previous[:1] + (start,) + previous[2:4] + (0,)  # re-strike
+        result.append(note)
+        previous = note
+    result.sort(key=lambda note: (note[0], note[2]))
+    return result
 
 
 def _notes_to_chunks(notes):
@@ -218,12 +245,15 @@ def _notes_to_chunks(notes):
     return chunks
 
 
-def _midi_note_events(midi, keep_drums):
-    """All note events of a ``mido.MidiFile``: ``(tick, is_on, pitch, velocity)`` sorted by tick
-    (file order within a tick), and the file's last tick."""
-    events = []
-    end_tick = 0
+def _midi_notes(midi, keep_drums):
+    """The notes of a ``mido.MidiFile``: each track paired on its own in file order, then merged.
+
+    Returns notes ``(start, end, pitch, velocity, off_velocity)`` in ticks, sorted by start, pitch.
+    """
+    end_tick = max((sum(message.time for message in track) for track in midi.tracks), default=0)
+    notes = []
     for track in midi.tracks:
+        events = []
         tick = 0
         for message in track:
             tick += message.time
@@ -234,9 +264,8 @@ def _midi_note_events(midi, keep_drums):
                 continue
             is_on = kind == "note_on" and message.velocity > 0
             events.append((tick, is_on, message.note, message.velocity))
-        end_tick = max(end_tick, tick)
-    events.sort(key=lambda event: event[0])  # stable: file order survives within a tick
-    return events, end_tick
+        notes.extend(_pair_notes(events, end_tick, midi.ticks_per_beat))
+    return _one_note_per_pitch(notes)
 
 
 # --- normalized mode -----------------------------------------------------------------------------
@@ -263,23 +292,11 @@ def _normalize(notes, ticks_per_beat, settings):
     def to_steps(tick):  # round half up, in integers: no float error on long files
         return (2 * tick * grid + ticks_per_beat) // (2 * ticks_per_beat)
 
-    by_pitch = {}
+    quantized = []
     for start, end, pitch, velocity, _ in notes:
         step = to_steps(start)
-        velocity = middle[bin_of[velocity]]
-        by_pitch.setdefault(pitch, []).append([step, max(to_steps(end), step + 1), pitch, velocity, 0])
-    result = []
-    for same_pitch in by_pitch.values():
-        kept = []
-        for note in same_pitch:  # already in start order
-            if kept and note[0] == kept[-1][0]:
-                continue  # starts on the same step as the previous note of this pitch: merge
-            if kept and note[0] < kept[-1][1]:
-                kept[-1][1] = note[0]  # a re-strike ends the previous note
-            kept.append(note)
-        result.extend(tuple(note) for note in kept)
-    result.sort(key=lambda note: (note[0], note[2]))
-    return result
+        quantized.append((step, max(to_steps(end), step + 1), pitch, middle[bin_of[velocity]], 0))
+    return _one_note_per_pitch(quantized)
 
 
 def _cap_deltas(chunks, max_steps):
@@ -301,9 +318,8 @@ def midi_to_chunks(path, settings=EventSettings(), max_bytes=MAX_FILE_BYTES):
     including a file with no notes. Warns ``MidiWarning`` when data bytes had to be clipped.
     """
     midi = read_midi_file(path, max_bytes)
-    events, end_tick = _midi_note_events(midi, settings.keep_drums)
     ticks_per_beat = midi.ticks_per_beat
-    notes = _pair_notes(events, end_tick, ticks_per_beat)
+    notes = _midi_notes(midi, settings.keep_drums)
     if not notes:
         reason = "no notes" if settings.keep_drums else "no notes (drums on channel 10 are dropped)"
         raise MidiError(path, reason)
@@ -355,8 +371,7 @@ def midi_to_notes(path, keep_drums=False, max_bytes=MAX_FILE_BYTES):
     Uses the same pairing policy as ``midi_to_chunks``. Raises ``MidiError`` for a broken file.
     """
     midi = read_midi_file(path, max_bytes)
-    events, end_tick = _midi_note_events(midi, keep_drums)
-    notes = _pair_notes(events, end_tick, midi.ticks_per_beat)
+    notes = _midi_notes(midi, keep_drums)
     return _notes_in_seconds(notes, midi.ticks_per_beat, _tempo_map(midi))
 
 
@@ -390,6 +405,9 @@ def atomic_write_bytes(path, data):
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+        umask = os.umask(0)  # mkstemp makes the file private (0600); give it the usual mode
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
