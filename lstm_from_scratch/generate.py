@@ -38,16 +38,18 @@ def roulette_wheel(probs, rng):
 
     `probs` is `(V,)`, non-negative, and need not sum to 1. Picture a wheel whose slices have
     the widths `probs`: `cumsum` gives the slice edges, a uniform `u * total` is where the ball
-    lands, and `searchsorted` finds the slice. `side="right"` skips zero-width slices, and the
-    final clip guards against `u * total` rounding up past the last edge.
+    lands, and `searchsorted` finds the slice. `side="right"` skips zero-width slices, and if
+    `u * total` rounds up to the total itself we take the last slice that has any width.
     """
     probs = np.asarray(probs, dtype=np.float64)
     edges = np.cumsum(probs)
     total = edges[-1]
     if not np.isfinite(total) or total <= 0:
         raise ValueError(f"cannot sample: the probabilities sum to {total}")
-    index = np.searchsorted(edges, rng.random() * total, side="right")
-    return int(min(index, len(probs) - 1))
+    index = int(np.searchsorted(edges, rng.random() * total, side="right"))
+    if index == len(probs):  # u * total rounded up to total: take the last slice that has width
+        index = int(np.flatnonzero(probs > 0)[-1])
+    return index
 
 
 sample_index = roulette_wheel  # the name the tutorials use for "draw one token"

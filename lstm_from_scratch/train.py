@@ -48,7 +48,7 @@ EVAL_BATCH_SIZE = 256  # validation has no backward pass, so bigger batches are 
 
 
 class TrainingDiverged(LstmMusicError):
-    """The loss became NaN or infinite: the weights are garbage from here on."""
+    """The loss became NaN, infinite or far worse than a uniform guess: the weights are garbage now."""
 
 
 class ConfigError(LstmMusicError):
@@ -186,7 +186,7 @@ def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, 
       and training settings (all but ``epochs``) must match, or ``CheckpointError`` says which differs.
 
     Returns a ``TrainResult``. Ctrl-C (SIGINT) finishes the current batch, saves ``last.npz`` and
-    returns with ``interrupted=True``. A NaN or infinite loss raises ``TrainingDiverged``.
+    returns with ``interrupted=True``. A NaN, infinite or exploding loss raises ``TrainingDiverged``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -228,6 +228,9 @@ class _RunState:
         self.elapsed = 0.0       # training seconds before this session
         self.history = []
         self.started = time.perf_counter()
+        # A fresh net scores about ln V (a uniform guess); ten times that means the run blew up.
+        self.uniform = math.log(len(dataset.vocab))
+        self.exploded = 10 * max(self.uniform, 1.0)
 
     def seconds(self):
         return self.elapsed + time.perf_counter() - self.started
@@ -246,10 +249,11 @@ class _RunState:
                 # below reports that with advice, so NumPy's own warnings would only be noise.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     loss, grads = model.loss(inputs, targets, training=True)
-                if not math.isfinite(loss):
+                if not math.isfinite(loss) or loss > self.exploded:
                     raise TrainingDiverged(
-                        f"the training loss became {loss} at epoch {epoch}, batch {self.batch + 1}; "
-                        f"try a lower --lr (now {config.lr}) or a smaller --clip (now {config.clip})")
+                        f"the training loss became {loss:.4g} at epoch {epoch}, batch {self.batch + 1} "
+                        f"(a uniform guess scores {self.uniform:.3g}); try a lower --lr (now "
+                        f"{config.lr}) or a smaller --clip (now {config.clip})")
                 clip_grad_norm(grads, config.clip)
                 self.optimizer.step(model.params, grads)
                 self.batch += 1
@@ -316,8 +320,8 @@ class _RunState:
     def restore(self, path):
         """Load ``path`` (a ``last.npz``) into this run, refusing one made for other data or settings."""
         arrays, meta = load_checkpoint(path)
-        expected = {key: value for key, value in self.meta(None).items()
-                    if key in ("kind", "model_config", "vocabulary", "event_settings")}
+        current = self.meta(None)
+        expected = {key: current[key] for key in ("kind", "vocabulary", "event_settings", "model_config")}
         expected["train_config"] = {**self.config.to_dict(), "epochs": meta.get("train_config", {}).get("epochs")}
         check_compatible(meta, expected, path)
         params = {name[len("param/"):]: value for name, value in arrays.items() if name.startswith("param/")}

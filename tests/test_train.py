@@ -1,0 +1,179 @@
+"""The training loop: data preparation, history and checkpoints, exact resume, divergence, Ctrl-C."""
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from lstm_from_scratch import train as train_module
+from lstm_from_scratch.checkpoint import CheckpointError, load_checkpoint
+from lstm_from_scratch.music.events import ChunkSequence, EventSettings
+from lstm_from_scratch.music.vocab import Vocabulary
+from lstm_from_scratch.train import (
+    TrainConfig, TrainingDiverged, evaluate, load_run, prepare_data, train)
+
+# A small LSTM with dropout, so resuming must also restore the dropout generator.
+MODEL = {"input": "onehot", "layers": [{"type": "lstm", "hidden_size": 8},
+                                       {"type": "dropout", "rate": 0.2}], "output": "sequence"}
+
+
+def pieces(count=6, length=60):
+    """One arpeggio started at different notes: a pattern to learn, different files to split.
+
+    Piece k >= 6 adds a new pitch, so its vocabulary differs from the first six pieces'.
+    """
+    pattern = [60, 64, 67, 72, 67, 64]
+    result = []
+    for k in range(count):
+        chunks = []
+        for step in range(length // 2):
+            pitch = pattern[(step + k) % 6] if k < 6 else 48 + k
+            chunks += [f"0_no_{pitch}_80", f"2_nf_{pitch}_0"]
+        result.append(ChunkSequence(f"piece{k}", chunks, 4))
+    return result
+
+
+def config(**changes):
+    values = dict(optimizer="adam", lr=0.01, epochs=2, batch_size=8, seq_len=8, step=4,
+                  clip=1.0, seed=3, val_fraction=0.2)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+@pytest.fixture
+def dataset():
+    return prepare_data(pieces(), EventSettings(), config())
+
+
+def test_prepare_data_splits_by_file_and_shifts_targets(dataset):
+    assert len(dataset.val_names) == 1 and len(dataset.train_names) == 5
+    assert not set(dataset.val_names) & set(dataset.train_names)
+    assert dataset.train_x.shape[1] == 8 and dataset.val_x.shape[1] == 8
+    np.testing.assert_array_equal(dataset.train_x[:, 1:], dataset.train_y[:, :-1])
+    assert dataset.baseline["cross_entropy"] > 0
+    assert dataset.token_counts.sum() == 5 * 60
+    assert dataset.ticks_per_beat == 4
+
+
+def test_train_writes_history_plot_and_checkpoints(tmp_path, dataset):
+    records = []
+    result = train(dataset, MODEL, config(), tmp_path, progress=False, on_epoch=records.append)
+    assert not result.interrupted
+    assert [r["epoch"] for r in records] == [1, 2]
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history == result.history == records
+    for record in history:
+        assert np.isfinite(record["train_loss"]) and np.isfinite(record["val_loss"])
+        assert record["val_perplexity"] == pytest.approx(np.exp(record["val_loss"]))
+        assert 0 <= record["val_accuracy"] <= 1 and record["elapsed"] > 0
+        assert record["baseline_loss"] == dataset.baseline["cross_entropy"]
+    assert (tmp_path / "history.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+    arrays, meta = load_checkpoint(tmp_path / "last.npz")
+    assert meta["epoch"] == 2 and meta["vocabulary"] == list(dataset.vocab.tokens)
+    assert meta["train_config"] == config().to_dict()
+    assert set(meta["rng"]) == {"shuffle", "dropout"}
+    for name, value in result.model.params.items():
+        np.testing.assert_array_equal(arrays[f"param/{name}"], value)
+    assert any(key.startswith("optim/") for key in arrays)
+    _, best_meta = load_checkpoint(tmp_path / "best.npz")
+    losses = [r["val_loss"] for r in history]
+    assert best_meta["epoch"] == 1 + int(np.argmin(losses))
+
+
+def test_training_learns_the_arpeggios(tmp_path, dataset):
+    result = train(dataset, MODEL, config(epochs=12), tmp_path, progress=False)
+    last = result.history[-1]
+    assert last["val_loss"] < 0.5 * last["baseline_loss"] and last["val_accuracy"] > 0.6
+    assert last["train_loss"] < result.history[0]["train_loss"]
+
+
+def assert_same_params(first, second):
+    assert first.keys() == second.keys()
+    for name in first:
+        assert np.array_equal(first[name], second[name]), name
+
+
+def test_resume_after_an_epoch_is_bit_identical(tmp_path, dataset):
+    straight = train(dataset, MODEL, config(epochs=2), tmp_path / "a", progress=False)
+    train(dataset, MODEL, config(epochs=1), tmp_path / "b", progress=False)
+    resumed = train(dataset, MODEL, config(epochs=2), tmp_path / "b", progress=False, resume=True)
+    assert_same_params(straight.model.params, resumed.model.params)
+    strip = [{k: v for k, v in r.items() if k != "elapsed"} for r in straight.history]
+    assert strip == [{k: v for k, v in r.items() if k != "elapsed"} for r in resumed.history]
+
+
+def test_ctrl_c_mid_epoch_saves_a_point_that_resumes_exactly(tmp_path, dataset, monkeypatch):
+    straight = train(dataset, MODEL, config(epochs=2), tmp_path / "a", progress=False)
+
+    calls = []
+    real_clip = train_module.clip_grad_norm
+
+    def clip_then_interrupt(grads, max_norm):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during batch 3
+        return real_clip(grads, max_norm)
+
+    monkeypatch.setattr(train_module, "clip_grad_norm", clip_then_interrupt)
+    stopped = train(dataset, MODEL, config(epochs=2), tmp_path / "b", progress=False)
+    assert stopped.interrupted and (stopped.epoch, stopped.batch) == (0, 3)
+    _, meta = load_checkpoint(tmp_path / "b" / "last.npz")
+    assert (meta["epoch"], meta["batch"]) == (0, 3)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler put back
+
+    monkeypatch.setattr(train_module, "clip_grad_norm", real_clip)
+    resumed = train(dataset, MODEL, config(epochs=2), tmp_path / "b", progress=False, resume=True)
+    assert_same_params(straight.model.params, resumed.model.params)
+    assert resumed.history[0]["train_loss"] == straight.history[0]["train_loss"]
+
+
+def test_resume_refuses_another_vocabulary_or_settings(tmp_path, dataset):
+    train(dataset, MODEL, config(epochs=1), tmp_path, progress=False)
+    other = prepare_data(pieces(count=7), EventSettings(), config())
+    with pytest.raises(CheckpointError, match="vocabulary"):
+        train(other, MODEL, config(epochs=2), tmp_path, progress=False, resume=True)
+    with pytest.raises(CheckpointError, match="lr"):
+        train(dataset, MODEL, config(epochs=2, lr=0.5), tmp_path, progress=False, resume=True)
+
+
+def test_prepare_data_with_a_fixed_vocabulary_rejects_unknown_chunks():
+    vocab = Vocabulary(["0_no_60_80", "2_nf_60_0"])
+    with pytest.raises(Exception, match="not in the vocabulary"):
+        prepare_data(pieces(), EventSettings(), config(), vocab=vocab)
+
+
+def test_a_diverging_run_stops_with_advice(tmp_path, dataset):
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch \d+.*--lr"):
+        train(dataset, MODEL, config(optimizer="sgd", lr=1e30, clip=0), tmp_path, progress=False)
+
+
+def test_output_last_models_train_and_evaluate(tmp_path, dataset):
+    model_config = {**MODEL, "output": "last"}
+    result = train(dataset, model_config, config(epochs=1), tmp_path, progress=False)
+    loss, accuracy = evaluate(result.model, dataset.val_x, dataset.val_y)
+    assert loss == pytest.approx(result.history[-1]["val_loss"])
+    assert 0 <= accuracy <= 1
+
+
+def test_a_single_piece_trains_without_validation(tmp_path):
+    data = prepare_data(pieces(count=1), EventSettings(), config())
+    assert len(data.val_x) == 0
+    result = train(data, MODEL, config(epochs=1), tmp_path, progress=False)
+    assert result.history[0]["val_loss"] is None and (tmp_path / "best.npz").exists()
+
+
+def test_train_config_rejects_nonsense():
+    with pytest.raises(train_module.ConfigError, match="learning rate"):
+        config(lr=-1)
+    with pytest.raises(train_module.ConfigError, match="seq_len"):
+        config(seq_len=0)
+    assert TrainConfig.from_dict(config().to_dict()) == config()
+
+
+def test_load_run_refuses_a_non_training_checkpoint(tmp_path):
+    from lstm_from_scratch.checkpoint import save_checkpoint
+    save_checkpoint(tmp_path / "other.npz", {"x": np.zeros(2)}, {"kind": "something else"})
+    with pytest.raises(CheckpointError, match="other.npz"):
+        load_run(tmp_path / "other.npz")
