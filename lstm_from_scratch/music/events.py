@@ -321,8 +321,9 @@ def midi_to_chunks(path, settings=EventSettings(), max_bytes=MAX_FILE_BYTES):
     ticks_per_beat = midi.ticks_per_beat
     notes = _midi_notes(midi, settings.keep_drums)
     if not notes:
-        reason = "no notes" if settings.keep_drums else "no notes (drums on channel 10 are dropped)"
-        raise MidiError(path, reason)
+        if not settings.keep_drums and _midi_notes(midi, keep_drums=True):
+            raise MidiError(path, "no notes other than drums on channel 10 (see keep_drums)")
+        raise MidiError(path, "no notes")
     if settings.raw:
         return ChunkSequence(Path(path).name, _notes_to_chunks(notes), ticks_per_beat)
     notes = _normalize(notes, ticks_per_beat, settings)
