@@ -34,7 +34,7 @@ Times in a ``Piece`` are ticks, ``TICKS_PER_BEAT`` (480) to the quarter note.
 import io
 import os
 import re
-import tempfile
+import secrets
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -355,16 +355,22 @@ def midi_bytes(piece):
 
 
 def _atomic_write(path, data):
-    # Write a temporary file in the same folder, then rename: a crash never leaves half a file.
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=Path(path).suffix)
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``,
+    so a crash never leaves half a file."""
+    path = Path(path)
+    # A fresh name, created with O_EXCL so it is ours alone. Mode 0o666 lets the user's umask decide
+    # the permissions, as for any new file (tempfile.mkstemp would force 0o600).
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
+        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise CorpusError(path, f"cannot write: {error.strerror or error}") from error
     except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        temporary.unlink(missing_ok=True)
         raise
 
 
