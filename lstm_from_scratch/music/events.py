@@ -229,9 +229,9 @@ def _one_note_per_pitch(notes):
     return result
 
 
-def _notes_to_chunks(notes):
+def _notes_to_chunks(notes, max_delta=None):
     """Notes ``(start, end, pitch, velocity, off_velocity)`` -> chunk strings, in the fixed order:
-    by tick, note-offs first, then by pitch."""
+    by tick, note-offs first, then by pitch. Deltas above ``max_delta`` (if given) are cut to it."""
     events = []
     for start, end, pitch, velocity, off_velocity in notes:
         events.append((start, 1, pitch, velocity))
@@ -240,7 +240,10 @@ def _notes_to_chunks(notes):
     chunks = []
     previous = 0
     for tick, is_on, pitch, velocity in events:
-        chunks.append(format_chunk(tick - previous, is_on, pitch, velocity))
+        delta = tick - previous
+        if max_delta is not None and delta > max_delta:
+            delta = max_delta  # a long silence shrinks; later times move earlier with it
+        chunks.append(f"{delta}_{'no' if is_on else 'nf'}_{pitch}_{velocity}")
         previous = tick
     return chunks
 
@@ -299,15 +302,6 @@ def _normalize(notes, ticks_per_beat, settings):
     return _one_note_per_pitch(quantized)
 
 
-def _cap_deltas(chunks, max_steps):
-    """Shorten every delta above ``max_steps`` to ``max_steps`` (long silences shrink)."""
-    capped = []
-    for chunk in chunks:
-        delta, rest = chunk.split("_", 1)
-        capped.append(f"{max_steps}_{rest}" if int(delta) > max_steps else chunk)
-    return capped
-
-
 # --- MIDI -> chunks and notes ----------------------------------------------------------------------
 
 
@@ -317,7 +311,15 @@ def midi_to_chunks(path, settings=EventSettings(), max_bytes=MAX_FILE_BYTES):
     Raises ``MidiError(path, reason)`` for any file that cannot be used (see ``midi_safety.py``),
     including a file with no notes. Warns ``MidiWarning`` when data bytes had to be clipped.
     """
-    midi = read_midi_file(path, max_bytes)
+    return mido_to_chunks(read_midi_file(path, max_bytes), settings, path)
+
+
+def mido_to_chunks(midi, settings=EventSettings(), path="<midi>"):
+    """Encode an already parsed ``mido.MidiFile``; ``path`` names the piece and any error.
+
+    ``midi.ticks_per_beat`` must be positive (``read_midi_file`` checks it). Raises ``MidiError``
+    if the file has no notes.
+    """
     ticks_per_beat = midi.ticks_per_beat
     notes = _midi_notes(midi, settings.keep_drums)
     if not notes:
@@ -327,8 +329,7 @@ def midi_to_chunks(path, settings=EventSettings(), max_bytes=MAX_FILE_BYTES):
     if settings.raw:
         return ChunkSequence(Path(path).name, _notes_to_chunks(notes), ticks_per_beat)
     notes = _normalize(notes, ticks_per_beat, settings)
-    chunks = _cap_deltas(_notes_to_chunks(notes), settings.max_delta_steps)
-    return ChunkSequence(Path(path).name, chunks, settings.grid)
+    return ChunkSequence(Path(path).name, _notes_to_chunks(notes, settings.max_delta_steps), settings.grid)
 
 
 def _tempo_map(midi):
