@@ -1,0 +1,94 @@
+"""Make the PNG figures the tutorials show, into tutorials/figures/.
+
+Usage (from the repository root)::
+
+    python tutorials/make_figures.py          # every tutorial that has figures
+    python tutorials/make_figures.py 03 06    # only these tutorials
+
+A figure must come from the tutorial's own code, so nothing here draws anything. Each function below
+runs the ```python blocks of one tutorial, top to bottom in one namespace, in a fresh temporary folder,
+exactly as the test suite does (tutorials/conftest.py). The tutorial saves its figures under
+``figures/`` in that folder, and this script copies the PNGs it names into tutorials/figures/, each
+written to a temporary file first and then moved into place.
+"""
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FIGURES = HERE / "figures"
+PYTHON_BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def run_tutorial(prefix, names):
+    """Run the tutorial whose file name starts with ``prefix`` and copy its figures ``names`` (PNG file
+    names under its ``figures/`` folder) into tutorials/figures/. Returns the list of paths written."""
+    matches = sorted(HERE.glob(f"{prefix}-*.md"))
+    if len(matches) != 1:
+        raise FileNotFoundError(f"expected one tutorial named {prefix}-*.md in {HERE}, found {matches}")
+    source = matches[0].read_text(encoding="utf-8")
+    blocks = PYTHON_BLOCK.findall(source)
+    previous = os.getcwd()
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    written = []
+    with tempfile.TemporaryDirectory() as folder:
+        os.chdir(folder)
+        try:
+            namespace = {"__name__": f"tutorial_{prefix}"}
+            for number, block in enumerate(blocks, 1):
+                exec(compile(block, f"{matches[0].name}, python block {number}", "exec"), namespace)
+        finally:
+            os.chdir(previous)
+        FIGURES.mkdir(exist_ok=True)
+        for name in names:
+            made = Path(folder) / "figures" / name
+            if not made.exists():
+                raise FileNotFoundError(f"{matches[0].name} did not write figures/{name}")
+            target = FIGURES / name
+            temporary = target.with_name(f".{name}.tmp")
+            shutil.copyfile(made, temporary)
+            os.replace(temporary, target)
+            written.append(target)
+    return written
+
+
+def tutorial_03():
+    """Tutorial 3: the gates of a hand-wired LSTM over 20 tokens."""
+    return run_tutorial("03", ["03-gate-activations.png"])
+
+
+def tutorial_04():
+    """Tutorial 4: how far back the gradient reaches, for three forget biases."""
+    return run_tutorial("04", ["04-gradient-over-time.png"])
+
+
+def tutorial_05():
+    """Tutorial 5: the error of one-sided and centered differences against the step size eps."""
+    return run_tutorial("05", ["05-error-vs-eps.png"])
+
+
+def tutorial_06():
+    """Tutorial 6: the starting loss against the scale of the logits."""
+    return run_tutorial("06", ["06-loss-vs-logit-scale.png"])
+
+
+TUTORIALS = {"03": tutorial_03, "04": tutorial_04, "05": tutorial_05, "06": tutorial_06}
+
+
+def main(argv):
+    wanted = argv or sorted(TUTORIALS)
+    unknown = [number for number in wanted if number not in TUTORIALS]
+    if unknown:
+        print(f"no figures for tutorial(s) {', '.join(unknown)}; known: {', '.join(sorted(TUTORIALS))}")
+        return 2
+    for number in wanted:
+        for path in TUTORIALS[number]():
+            print(f"wrote {path.relative_to(HERE.parent)} ({path.stat().st_size // 1024} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
