@@ -34,7 +34,8 @@ class ChunkError(LstmMusicError):
 
     The message names where the chunk is (a file and line, or a position in a list), the chunk
     itself and the reason, for example
-    ``chunk 3 ('5_no_200_64'): pitch 200 is outside 0..127``.
+    ``song.txt, line 4, '5_no_200_64': pitch 200 is outside 0..127`` or
+    ``chunk 3, '5_no_200_64': pitch 200 is outside 0..127``.
     """
 
     def __init__(self, reason, chunk=None, position=None, path=None, line=None):

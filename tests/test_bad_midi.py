@@ -142,5 +142,6 @@ def test_load_folder_skips_bad_files_and_keeps_going(tmp_path):
     assert time.perf_counter() - started < 2.0
     assert [sequence.name for sequence in sequences] == ["a.mid", "b/deeper/c.midi"]
     assert all(sequence.chunks == ["0_no_60_80", "480_nf_60_0"] for sequence in sequences)
-    assert [error.path for error in errors] == [str(tmp_path / "b" / name) for name in ["broken.MID", "empty.mid", "long.mid"]]
+    bad_names = ["broken.MID", "empty.mid", "long.mid"]
+    assert [error.path for error in errors] == [str(tmp_path / "b" / name) for name in bad_names]
     assert skipped == errors

@@ -3,6 +3,7 @@ import importlib.util
 import json
 
 import mido
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -224,7 +225,8 @@ def test_chunks_to_notes_in_seconds():
 
 
 def test_midi_to_notes_follows_tempo_map(tmp_path):
-    tempo_track = [(0, mido.MetaMessage("set_tempo", tempo=500_000)), (480, mido.MetaMessage("set_tempo", tempo=1_000_000))]
+    tempo_track = [(0, mido.MetaMessage("set_tempo", tempo=500_000)),
+                   (480, mido.MetaMessage("set_tempo", tempo=1_000_000))]
     source = write_midi(tmp_path / "a.mid", [tempo_track, [on(0, 60), off(960, 60)]])
     assert midi_to_notes(source) == [Note(0.0, 1.5, 60, 80)]  # 0.5 s for beat 1, 1 s for beat 2
 
@@ -233,7 +235,8 @@ def test_settings_dict_round_trip_and_checks():
     custom = EventSettings(raw=False, grid=8, max_delta_beats=2.5, velocity_bins=16, keep_drums=True)
     assert EventSettings.from_dict(json.loads(json.dumps(custom.to_dict()))) == custom
     assert EventSettings.from_dict({}) == EventSettings()
-    for bad in [dict(grid=0), dict(velocity_bins=0), dict(velocity_bins=128), dict(max_delta_beats=0.0)]:
+    for bad in [dict(grid=0), dict(grid=4.0), dict(velocity_bins=0), dict(velocity_bins=128), dict(max_delta_beats=0.2),
+                dict(max_delta_beats=float("inf")), dict(max_delta_beats="4")]:
         with pytest.raises(ValueError):
             EventSettings(**bad)
     with pytest.raises(ValueError, match="unknown keys"):
@@ -297,11 +300,16 @@ def test_load_data_sources(tmp_path):
 
 
 def test_written_midi_is_type_1_and_plays(tmp_path):
-    midi = chunks_to_midi(["0_no_60_80", "48_nf_60_0"], tmp_path / "a.mid", ticks_per_beat=96, tempo=600_000, program=40)
+    midi = chunks_to_midi(["0_no_60_80", "48_nf_60_0"], tmp_path / "a.mid",
+                          ticks_per_beat=96, tempo=600_000, program=40)
     reread = mido.MidiFile(tmp_path / "a.mid")
     assert reread.type == 1 and reread.ticks_per_beat == 96 and len(midi.tracks) == 2
     assert reread.tracks[0][0].tempo == 600_000 and reread.tracks[1][0].program == 40
     assert reread.length == pytest.approx(48 / 96 * 0.6)
+    for bad in [dict(ticks_per_beat=0), dict(ticks_per_beat=96.0), dict(tempo=0), dict(program=128)]:
+        with pytest.raises(ValueError):
+            chunks_to_midi(["0_no_60_80"], tmp_path / "b.mid", **{"ticks_per_beat": 96, **bad})
+    chunks_to_midi(["0_no_60_80"], tmp_path / "b.mid", ticks_per_beat=np.int64(96))  # NumPy ints are fine
 
 
 CORPUS_MISSING = importlib.util.find_spec("lstm_from_scratch.music.corpus") is None

@@ -165,8 +165,12 @@ def read_midi_file(path, max_bytes=MAX_FILE_BYTES):
         raise MidiError(path, f"a variable-length number at byte {offset} is longer than 4 bytes")
     try:
         return mido.MidiFile(file=io.BytesIO(data))
-    except Exception:  # noqa: BLE001 - mido raises many types; retry leniently, then wrap
+    except (OSError, ValueError):  # what mido raises for a data byte above 127, among others
         pass
+    except EOFError as error:
+        raise MidiError(path, "unexpected end of file (truncated, or a chunk length is wrong)") from error
+    except Exception as error:  # noqa: BLE001 - every mido failure becomes a MidiError
+        raise MidiError(path, f"cannot parse: {type(error).__name__}: {error}") from error
     # clip=True differs only in how it treats data bytes above 127, so if it succeeds where the
     # strict read failed, those bytes were the fault.
     try:
