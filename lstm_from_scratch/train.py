@@ -38,6 +38,7 @@ from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save
 from .data import DataError, iterate_batches, num_batches, unigram_baseline, windows_from_sequences
 from .data import split_by_file
 from .errors import LstmMusicError
+from .music.events import format_chunk, validate_chunks
 from .music.vocab import UnknownTokenError, Vocabulary
 from .nn.losses import log_softmax
 from .nn.model import Model, validate_config
@@ -66,7 +67,8 @@ class TrainConfig:
     ``seq_len`` is T, the window length (steps of backpropagation through time); ``step`` is how far
     apart windows start; ``clip`` is the largest global gradient norm (0 turns clipping off);
     ``momentum`` is used by SGD only. ``seed`` fixes the initial weights, the train/validation split,
-    the batch order and the dropout masks.
+    the batch order and the dropout masks. ``transpose`` = N also trains on every training piece
+    shifted by -N..+N semitones (data augmentation: a tune is the same tune in another key).
     """
     optimizer: str = "adam"
     lr: float = 0.003
@@ -78,6 +80,7 @@ class TrainConfig:
     clip: float = 5.0
     seed: int = 0
     val_fraction: float = 0.1
+    transpose: int = 0
 
     def __post_init__(self):
         positive = {"epochs": self.epochs, "batch_size": self.batch_size,
@@ -89,6 +92,8 @@ class TrainConfig:
             raise ConfigError(f"the learning rate must be a positive number, got {self.lr!r}")
         if not self.clip >= 0:
             raise ConfigError(f"clip must be >= 0 (0 turns clipping off), got {self.clip!r}")
+        if isinstance(self.transpose, bool) or not isinstance(self.transpose, int) or not 0 <= self.transpose <= 12:
+            raise ConfigError(f"transpose must be an integer in 0..12 semitones, got {self.transpose!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.optimizer not in ("sgd", "adam", "rmsprop"):
@@ -128,17 +133,23 @@ def prepare_data(sequences, settings, config, vocab=None):
     """Chunk sequences -> a ``Dataset``, split by file with ``config.seed``.
 
     ``sequences`` is a list of ``ChunkSequence`` (one per piece), made with event ``settings``.
-    The vocabulary is built from every piece (training and validation), so validation never meets
-    an unknown chunk. Pass ``vocab`` (e.g. a checkpoint's) to encode with it instead; a chunk it
-    does not know then raises ``DataError``.
+    With ``config.transpose`` the training pieces (never the validation ones) are also added in
+    other keys. The vocabulary is built from every piece (training and validation), so validation
+    never meets an unknown chunk. Pass ``vocab`` (e.g. a checkpoint's) to encode with it instead;
+    a chunk it does not know then raises ``DataError``.
     """
     sequences = list(sequences)
     if not sequences:
         raise DataError("no pieces to train on")
-    if vocab is None:
-        vocab = Vocabulary.build(sequences)
     split_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(2)[0])
-    train_pieces, val_pieces = split_by_file(sequences, config.val_fraction, split_rng)
+    originals, val_pieces = split_by_file(sequences, config.val_fraction, split_rng)
+    train_pieces = list(originals)
+    for semitones in range(-config.transpose, config.transpose + 1):
+        if semitones != 0:
+            shifted = (transpose_piece(piece, semitones) for piece in originals)
+            train_pieces += [piece for piece in shifted if piece is not None]
+    if vocab is None:
+        vocab = Vocabulary.build(train_pieces + val_pieces)
     try:
         train_ids = [vocab.encode(piece) for piece in train_pieces]
         val_ids = [vocab.encode(piece) for piece in val_pieces]
@@ -155,8 +166,19 @@ def prepare_data(sequences, settings, config, vocab=None):
         vocab=vocab, settings=settings, train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y,
         baseline=unigram_baseline(train_ids, val_y, len(vocab)), token_counts=counts,
         ticks_per_beat=max(set(ticks), key=ticks.count),
-        train_names=[piece.name for piece in train_pieces],
+        train_names=[piece.name for piece in originals],
         val_names=[piece.name for piece in val_pieces])
+
+
+def transpose_piece(piece, semitones):
+    """``piece`` (a ``ChunkSequence``) with every pitch moved by ``semitones``; ``None`` if a pitch
+    would leave MIDI's 0..127. Deltas and velocities stay as they are."""
+    chunks = []
+    for delta, is_on, pitch, velocity in validate_chunks(piece.chunks, piece.name):
+        if not 0 <= pitch + semitones <= 127:
+            return None
+        chunks.append(format_chunk(delta, is_on, pitch + semitones, velocity))
+    return dataclasses.replace(piece, name=f"{piece.name} ({semitones:+d})", chunks=chunks)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -177,3 +177,19 @@ def test_load_run_refuses_a_non_training_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "other.npz", {"x": np.zeros(2)}, {"kind": "something else"})
     with pytest.raises(CheckpointError, match="other.npz"):
         load_run(tmp_path / "other.npz")
+
+
+def test_transposition_adds_training_pieces_in_other_keys_only():
+    plain = prepare_data(pieces(), EventSettings(), config())
+    shifted = prepare_data(pieces(), EventSettings(), config(transpose=2))
+    assert len(shifted.train_x) == 5 * len(plain.train_x)  # the originals and 4 shifted copies
+    np.testing.assert_array_equal(shifted.vocab.decode(shifted.val_x.ravel()),
+                                  plain.vocab.decode(plain.val_x.ravel()))
+    assert "0_no_74_80" in shifted.vocab and "0_no_74_80" not in plain.vocab  # 72 + 2
+    assert shifted.train_names == plain.train_names
+
+
+def test_transpose_piece_moves_pitches_and_refuses_to_leave_midi_range():
+    piece = ChunkSequence("p", ["0_no_60_80", "3_nf_60_0", "0_no_120_80"], 4)
+    assert train_module.transpose_piece(piece, -2).chunks == ["0_no_58_80", "3_nf_58_0", "0_no_118_80"]
+    assert train_module.transpose_piece(piece, 8) is None
