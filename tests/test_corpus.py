@@ -50,10 +50,23 @@ def test_piece_metadata(piece):
     assert 30 <= piece.tempo_bpm <= 200
 
 
-def test_readme_lists_every_piece():
+def test_readme_table_is_up_to_date():
     readme = (corpus.builtin_midi_dir() / "README.md").read_text(encoding="utf-8")
+    assert corpus.readme_table(PIECES) in readme, "run python -m lstm_from_scratch.music.corpus --render"
     for piece in PIECES:
         assert f"`{piece.name}`" in readme, piece.name
+
+
+def test_update_readme_table(tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text("intro\n<!-- table -->\nold rows\n<!-- end table -->\nafter\n", encoding="utf-8")
+    corpus.update_readme_table(path)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("intro\n<!-- table -->\n| name |") and text.endswith("<!-- end table -->\nafter\n")
+    assert "old rows" not in text
+    path.write_text("no markers", encoding="utf-8")
+    with pytest.raises(CorpusError, match="markers"):
+        corpus.update_readme_table(path)
 
 
 @pytest.mark.parametrize("piece", PIECES, ids=NAMES)

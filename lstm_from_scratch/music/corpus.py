@@ -391,6 +391,34 @@ def render_builtin(folder=None):
     return [write_midi(piece, folder / f"{piece.name}.mid") for piece in builtin_pieces()]
 
 
+def readme_table(pieces=None):
+    """The Markdown table of the pieces that ``music/corpus/README.md`` shows (one row per piece)."""
+    pieces = builtin_pieces() if pieces is None else pieces
+    rows = [
+        "| name | title | composer | date | voices | bars | time, tempo | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for piece in pieces:
+        numerator, denominator = piece.time_signature
+        rows.append(
+            f"| `{piece.name}` | {piece.title} | {piece.composer} | {piece.date} "
+            f"| {len(piece.voices)} ({', '.join(piece.voices)}) | {piece.bars} "
+            f"| {numerator}/{denominator}, {piece.tempo_bpm:g} | {len(piece.notes)} |")
+    return "\n".join(rows) + "\n"
+
+
+def update_readme_table(path=None):
+    """Rewrite the table between ``<!-- table -->`` and ``<!-- end table -->`` in the corpus README."""
+    path = Path(path) if path is not None else CORPUS_DIR / "README.md"
+    text = path.read_text(encoding="utf-8")
+    start, end = "<!-- table -->\n", "<!-- end table -->"
+    if start not in text or end not in text:
+        raise CorpusError(path, "no '<!-- table -->' ... '<!-- end table -->' markers")
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    _atomic_write(path, (before + start + readme_table() + end + after).encode("utf-8"))
+
+
 def builtin_sequences(settings=None):
     """The built-in pieces as chunk sequences, read from the committed MIDI files.
 
@@ -443,10 +471,12 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description="Render the built-in corpus note text to MIDI.")
-    parser.add_argument("--render", action="store_true", help="write music/corpus/NAME.mid for every piece")
+    parser.add_argument("--render", action="store_true",
+                        help="write music/corpus/NAME.mid for every piece and the table in its README.md")
     arguments = parser.parse_args()
     if arguments.render:
         paths = render_builtin()
-        print(f"rendered {len(paths)} pieces into {CORPUS_DIR}")
+        update_readme_table()
+        print(f"rendered {len(paths)} pieces into {CORPUS_DIR} and updated README.md")
     else:
         parser.print_help()
