@@ -215,3 +215,14 @@ def test_export_bach_chorales_names_missing_package(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_music21)
     with pytest.raises(CorpusError, match="music21"):
         corpus.export_bach_chorales(tmp_path)
+
+
+def test_export_bach_chorales_with_music21(tmp_path):
+    pytest.importorskip("music21")
+    events = pytest.importorskip("lstm_from_scratch.music.events")
+    seen = []
+    paths = corpus.export_bach_chorales(tmp_path, limit=2, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 2), (2, 2)]
+    assert sorted(tmp_path.iterdir()) == sorted(paths) and len(paths) == 2
+    assert all(path.name.startswith("bach_bwv") for path in paths)
+    assert all(events.midi_to_chunks(path).chunks for path in paths)

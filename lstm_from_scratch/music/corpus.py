@@ -437,11 +437,11 @@ def builtin_sequences(settings=None):
 
 
 def export_bach_chorales(folder, limit=None, progress=None):
-    """Write Bach's chorales from music21's bundled corpus as MIDI files into ``folder``.
+    """Write Bach's chorales from music21's bundled corpus as MIDI files ``folder/bach_bwvNNN.mid``.
 
     Needs the optional package ``music21`` (``pip install lstm-from-scratch[bach]``); nothing is
-    downloaded, music21 ships the scores. ``limit`` caps the number of chorales; ``progress`` is
-    an optional callback ``progress(done, total)``. Returns the list of written paths.
+    downloaded, music21 ships the scores (371 chorales). ``limit`` caps the number of chorales;
+    ``progress`` is an optional callback ``progress(done, total)``. Returns the written paths.
     """
     try:
         from music21 import corpus as music21_corpus
@@ -451,19 +451,23 @@ def export_bach_chorales(folder, limit=None, progress=None):
             "pip install 'lstm-from-scratch[bach]'") from error
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    chorales = list(music21_corpus.chorales.Iterator(returnType="filename"))
+    names = list(music21_corpus.chorales.Iterator(returnType="filename"))  # e.g. "bach/bwv269"
     if limit is not None:
-        chorales = chorales[:limit]
+        names = names[:limit]
     written = []
-    for done, chorale_name in enumerate(chorales, start=1):
-        score = music21_corpus.parse(chorale_name)
-        path = folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", str(chorale_name)) + ".mid")
-        temporary = folder / f".tmp-{path.name}"
-        score.write("midi", fp=str(temporary))
-        os.replace(temporary, path)
+    for done, name in enumerate(names, start=1):
+        path = folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)) + ".mid")
+        # music21 writes to a file name, so write a unique temporary name and rename it into place.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            music21_corpus.parse(name).write("midi", fp=str(temporary))
+            os.replace(temporary, path)
+        except Exception as error:  # music21 raises many kinds; name the chorale and the reason
+            temporary.unlink(missing_ok=True)
+            raise CorpusError(name, f"cannot export with music21: {error}") from error
         written.append(path)
         if progress is not None:
-            progress(done, len(chorales))
+            progress(done, len(names))
     return written
 
 
