@@ -242,7 +242,7 @@ def parse_piece(text, name, source=None):
             continue
         key, colon, value = line.partition(":")
         key = key.strip().lower()
-        if colon and re.fullmatch(r"[a-z_]+", key) and key not in ("r",):
+        if colon and re.fullmatch(r"[a-z_]+", key) and key != "r":
             value = value.strip()
             if key == "voice":
                 if bar_beats is None:
