@@ -126,3 +126,44 @@ def test_generate_refuses_a_vocabulary_of_the_wrong_size():
     model, _ = small_model()
     with pytest.raises(Exception, match="vocabulary has 3"):
         generate(model, Vocabulary(["0_no_60_80", "0_no_61_80", "0_no_62_80"]), [0], 5)
+
+
+def test_note_rules_allow_note_offs_only_for_sounding_pitches():
+    from lstm_from_scratch.generate import NoteRules
+    vocab = Vocabulary(["0_no_60_80", "0_nf_60_0", "2_nf_60_0", "0_no_62_80", "2_nf_62_0", "1_no_64_0"])
+    rules = NoteRules(vocab)
+    # "1_no_64_0" is a note-on with velocity 0: a note-off, and 64 is silent.
+    np.testing.assert_array_equal(rules.allowed(), [1, 0, 0, 1, 0, 0])
+    rules.update(0)  # 60 starts
+    np.testing.assert_array_equal(rules.allowed(), [1, 1, 1, 1, 0, 0])
+    rules.update(2)  # 60 ends
+    np.testing.assert_array_equal(rules.allowed(), [1, 0, 0, 1, 0, 0])
+
+
+def test_note_rules_end_notes_held_too_long():
+    from lstm_from_scratch.generate import NoteRules
+    vocab = Vocabulary(["0_no_60_80", "4_no_62_80", "0_nf_60_0", "4_nf_60_0", "4_nf_62_0"])
+    rules = NoteRules(vocab, ticks_per_beat=4, max_held_beats=2)
+    rules.update(0)                  # 60 starts at tick 0
+    rules.update(1)                  # 62 starts at tick 4: 60 held 1 beat, fine
+    assert rules.allowed().tolist() == [True, True, True, True, True]
+    rules.update(1)                  # tick 8: 60 held 2 beats, must end now (62 re-struck)
+    assert rules.allowed().tolist() == [False, False, True, True, False]
+
+
+def test_generate_with_rules_never_ends_a_silent_note():
+    from lstm_from_scratch.generate import NoteRules
+    tokens = [f"{d}_{kind}_{p}_{0 if kind == 'nf' else 80}"
+              for d in (0, 2) for kind in ("no", "nf") for p in (60, 62, 64)]
+    vocab = Vocabulary(tokens)
+    model, _ = small_model(vocab_size=len(vocab), seed=4)
+    ids = generate(model, vocab, [vocab.index("0_no_60_80")], 300, rng=np.random.default_rng(0),
+                   rule=NoteRules(vocab, max_held_beats=1))
+    sounding = {60}
+    for token in vocab.decode(ids):
+        _, kind, pitch, _ = token.split("_")
+        if kind == "nf":
+            assert int(pitch) in sounding, token
+            sounding.discard(int(pitch))
+        else:
+            sounding.add(int(pitch))
