@@ -61,6 +61,8 @@ CASES = {
     "no_notes": (smf(b"\x00\xff\x51\x03\x07\xa1\x20" + END_OF_TRACK), "no notes"),
     "drums_only": (smf(b"\x00\x99\x24\x50\x60\x89\x24\x00" + END_OF_TRACK), "no notes other than drums"),
     "bad_key_signature": (smf(b"\x00\xff\x59\x02\x09\x00" + NOTES + END_OF_TRACK), "KeySignatureError"),
+    "short_tempo_meta": (smf(b"\x00\xff\x51\x01\x07" + NOTES + END_OF_TRACK), "IndexError"),
+    "bad_smpte_offset_meta": (smf(b"\x00\xff\x54\x05\xff\x00\x00\x00\x00" + NOTES + END_OF_TRACK), "KeyError"),
     "not_a_track_chunk": (GOOD[:14] + chunk(b"XXXX", NOTES + END_OF_TRACK), "no MTrk header"),
     "huge_meta_length": (smf(b"\x00\xff\x01\x8f\xff\xff\x7f" + NOTES), "exceeds maximum length"),
     "missing_track": (GOOD[:14], "unexpected end of file"),
