@@ -26,8 +26,10 @@ from .errors import DataError, LstmMusicError
 
 EXIT_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
-# Learning rates `compare` uses unless told otherwise (measured on the built-in corpus, see README).
-COMPARE_LRS = {"sgd": 0.5, "adam": 0.003, "rmsprop": 0.003}
+# Learning rates `compare` uses unless told otherwise. Measured on the built-in corpus (LSTM 64,
+# --transpose 5, 4 epochs, clip 5): the best of a few tries each. SGD (momentum 0.9) needs a far
+# larger rate than the adaptive methods, which divide each step by a running gradient size.
+COMPARE_LRS = {"sgd": 2.0, "adam": 0.01, "rmsprop": 0.01}
 
 # The demo: small enough for two minutes on two cores, big enough to beat the unigram baseline.
 # Moving each training tune into other keys (--transpose) is what lets a net trained on a dozen tunes
@@ -447,6 +449,8 @@ def run_compare(args):
     from .plots import plot_optimizer_comparison
     from .train import _write_text, prepare_data
 
+    if len(set(args.optimizers)) != len(args.optimizers):
+        raise UsageError("name each optimizer once in --optimizers")
     lrs = args.lrs or [COMPARE_LRS[name] for name in args.optimizers]
     if len(lrs) != len(args.optimizers):
         raise UsageError(f"--lrs needs one learning rate per optimizer ({len(args.optimizers)})")

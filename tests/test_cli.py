@@ -1,4 +1,5 @@
 """The `lstm-music` command end to end, through `cli.main([...])` in a temporary folder."""
+import json
 import os
 import signal
 import subprocess
@@ -222,3 +223,23 @@ def test_ctrl_c_during_training_saves_and_exits_130(tmp_path, midi_folder):
     assert f"saved {run / 'last.npz'}" in err and "--resume" in err
     arrays, meta = load_checkpoint(run / "last.npz")
     assert meta["epoch"] >= 1 and any(name.startswith("param/") for name in arrays)
+
+
+def test_compare_trains_each_optimizer_from_the_same_start(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "builtin", "--optimizers", "sgd", "adam", "--hidden", "8",
+                     "--seq-len", "8", "--step", "16", "--epochs", "1", "--out", str(out)]) == 0
+    for name in ("compare.png", "compare.json", "sgd.mid", "adam.mid"):
+        assert (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "compare.json").read_text())
+    assert list(summary) == ["sgd", "adam"]
+    assert summary["sgd"]["lr"] == cli.COMPARE_LRS["sgd"]
+    assert summary["adam"]["train_config"]["seed"] == summary["sgd"]["train_config"]["seed"]
+    # Same model, different optimizers: the same parameters, trained to different values.
+    sgd_arrays, _ = load_checkpoint(out / "sgd" / "last.npz")
+    adam_arrays, _ = load_checkpoint(out / "adam" / "last.npz")
+    params = sorted(name for name in sgd_arrays if name.startswith("param/"))
+    assert params == sorted(name for name in adam_arrays if name.startswith("param/"))
+    assert not np.array_equal(sgd_arrays["param/0.lstm.Wx"], adam_arrays["param/0.lstm.Wx"])
+    assert cli.main(["compare", "builtin", "--optimizers", "sgd", "sgd", "--out", str(out)]) == 2
+    one_error_line(capsys)
