@@ -47,10 +47,15 @@ def softmax_cross_entropy(logits, targets):
     flat_targets = targets.reshape(-1)
     n = flat_targets.size
     rows = np.arange(n)
-    log_probs = log_softmax(flat_logits)
-    loss = -log_probs[rows, flat_targets].mean()
-    # d(loss)/d(logits) = softmax - onehot(target), averaged over the N targets
-    dlogits = np.exp(log_probs)
-    dlogits[rows, flat_targets] -= 1
-    dlogits /= n
+    # The same steps as log_softmax and softmax, fused into one (N, V) buffer: every pass over the
+    # (N, V) array costs time when V is large, so we make as few as we can.
+    shifted = flat_logits - flat_logits.max(axis=-1, keepdims=True)  # every row's largest is 0
+    picked = shifted[rows, flat_targets].astype(np.float64)  # the target's shifted logit, (N,)
+    exps = np.exp(shifted, out=shifted)
+    sums = exps.sum(axis=-1, keepdims=True)  # (N, 1), each >= 1
+    # -log p[target] = log(sum(exp(shifted))) - shifted[target]
+    loss = np.mean(np.log(sums[:, 0].astype(np.float64)) - picked)
+    # d(loss)/d(logits) = (softmax - onehot(target)) / N; softmax / N = exps * (1 / (N * sums))
+    dlogits = np.multiply(exps, 1 / (n * sums), out=exps)
+    dlogits[rows, flat_targets] -= 1 / n
     return float(loss), dlogits.reshape(logits.shape)
