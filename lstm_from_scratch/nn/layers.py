@@ -126,7 +126,10 @@ class Dense:
         """x (..., D) -> (..., O)."""
         x = np.asarray(x, dtype=self.dtype)
         self.x = x
-        out = x @ self.params["W"] + self.params["b"]
+        # One (N, D) @ (D, O) product over all positions: ``x @ W`` on a (T, B, D) array would run T
+        # separate small products, which is slower.
+        out = (x.reshape(-1, self.input_size) @ self.params["W"]).reshape(*x.shape[:-1], self.output_size)
+        out += self.params["b"]
         if self.activation == "relu":
             out = np.maximum(out, 0)
         elif self.activation == "tanh":
@@ -147,7 +150,7 @@ class Dense:
         dz_flat = dz.reshape(-1, self.output_size)
         self.grads["W"] = x_flat.T @ dz_flat
         self.grads["b"] = dz_flat.sum(axis=0)
-        return dz @ self.params["W"].T
+        return (dz_flat @ self.params["W"].T).reshape(self.x.shape)
 
 
 class Dropout:
