@@ -1,0 +1,197 @@
+"""The same LSTM as ``nn/lstm.py``, rewritten for speed. Read ``nn/lstm.py`` first: it is the reference.
+
+``FastLSTM`` is a subclass of ``LSTM`` with the same constructor, ``params``, ``grads``, ``gates``,
+``hs``, ``cs``, ``final_state`` and ``dinitial_state``, and gives the same numbers (to rounding).
+``Model`` builds its LSTM layers from this class; the tests check it against numerical gradients and
+against ``torch.nn.LSTM`` exactly as they check the readable one (``tests/test_speed_paths.py``).
+
+Shapes: T time steps, B sequences in a batch, D input features, H hidden units.
+
+What is different, and why it is faster (a Python loop over T steps pays a few microseconds for every
+NumPy call inside it, so the aim is few calls per step, each on a whole (B, 4H) slab, and no new
+arrays inside the loop):
+
+1. **One tanh for all four gates.** ``sigmoid(a) = 0.5 + 0.5 * tanh(a / 2)``. The i, f, o columns of
+   ``Wx``, ``Wh`` and ``b`` are halved once per call (``GATE_SCALE``), so a single ``tanh`` over the
+   (B, 4H) slab gives tanh(a/2) for i, f, o and tanh(a) for g; one multiply and one add
+   (``GATE_MUL``, ``GATE_ADD``) then turn the i, f, o blocks into sigmoids and leave g alone.
+2. **The input projection for all steps at once**, before the loop: a row gather ``Wx[ids]`` for ids,
+   one (T*B, D) @ (D, 4H) product for floats. Its buffer then becomes ``gates``: step t overwrites
+   its slice in place.
+3. **``out=`` everywhere inside the loops**, into the (T, ...) arrays that backward needs anyway, or
+   into two small scratch arrays made once per batch size.
+4. **Backward moves every factor that does not depend on the recurrence out of the loop**, computed
+   for all T at once: with s' the gate derivatives (i(1-i), f(1-f), 1-g^2, o(1-o))::
+
+       dc_t    = dc_{t+1} * f_{t+1}  +  dh_t * M_t         M = o * (1 - tanh(c)^2)
+       da_i,f,g = dc_t * K_t                               K = [g s'_i, c_{t-1} s'_f, i s'_g]
+       da_o    = dh_t * L_t                                L = tanh(c) * s'_o
+
+   which leaves five elementwise calls and one product per step.
+5. **The scatter-add for id input without ``np.add.at``** (``scatter_add_rows_fast``).
+"""
+import numpy as np
+
+from .layers import check_ids
+from .lstm import LSTM
+
+
+def scatter_add_rows_fast(ids, dout, num_rows):
+    """The same result as ``layers.scatter_add_rows``: row v of the (num_rows, K) result sums every
+    ``dout`` (..., K) row whose id in ``ids`` (...) is v.
+
+    ``np.add.at`` adds one index at a time and is slow. Plain ``dW[ids] += rows`` is fast but is only
+    right when no id repeats. So we split the positions into rounds where no id repeats: round k takes
+    every id's k-th occurrence. A token seen n times then costs n rounds, so the few very frequent
+    tokens (more than ``max_rounds`` occurrences) are summed directly instead, one ``sum`` each.
+    """
+    ids = ids.reshape(-1)
+    rows = dout.reshape(ids.size, -1)
+    dW = np.zeros((num_rows, rows.shape[1]), dtype=dout.dtype)
+    if ids.size == 0:
+        return dW
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
+    counts = np.diff(np.append(starts, ids.size))
+    # rank[j]: how many earlier positions (in sorted order) hold the same id as position j
+    rank = np.arange(ids.size) - np.repeat(starts, counts)
+    max_rounds = 16
+    for k in range(min(int(counts.max()), max_rounds)):
+        picked = order[rank == k]
+        dW[ids[picked]] += rows[picked]
+    for start, count in zip(starts[counts > max_rounds], counts[counts > max_rounds]):
+        token = sorted_ids[start]
+        dW[token] += rows[order[start + max_rounds : start + count]].sum(axis=0)
+    return dW
+
+
+class FastLSTM(LSTM):
+    """``nn.lstm.LSTM`` with a faster forward and backward (see the module docstring); same API.
+
+    The readable version, line for line with the equations, is ``LSTM`` in ``nn/lstm.py``.
+    """
+
+    def _gate_constants(self):
+        """(scale, mul, add), each (4H,): see points 1 in the module docstring."""
+        H = self.hidden_size
+        half = np.full(H, 0.5)
+        scale = np.concatenate([half, half, np.ones(H), half])  # tanh(a/2) for i, f, o; tanh(a) for g
+        add = np.concatenate([half, half, np.zeros(H), half])  # 0.5 + 0.5 * tanh(a/2) = sigmoid(a)
+        return scale.astype(self.dtype), scale.astype(self.dtype), add.astype(self.dtype)
+
+    def _scratch(self, batch_size):
+        """Two scratch arrays, (B, 4H) and (B, H), made once per batch size and reused by every call."""
+        key = (batch_size, self.dtype)
+        if getattr(self, "_scratch_key", None) != key:
+            self._scratch_key = key
+            self._scratch_arrays = (np.empty((batch_size, 4 * self.hidden_size), self.dtype),
+                                    np.empty((batch_size, self.hidden_size), self.dtype))
+        return self._scratch_arrays
+
+    def forward(self, x, state=None):
+        """Same as ``LSTM.forward``: x (T, B, D) floats or (T, B) ids, state None or (h0, c0) each
+        (B, H); returns hs (T, B, H) and keeps ``final_state``, ``gates`` (T, B, 4H), ``hs``, ``cs``."""
+        Wx, Wh, b = self.params["Wx"], self.params["Wh"], self.params["b"]
+        H = self.hidden_size
+        scale, mul, add = self._gate_constants()
+        x = np.asarray(x)
+        self.ids_input = np.issubdtype(x.dtype, np.integer)
+        if self.ids_input:
+            x = check_ids(x, self.input_size, "LSTM")
+            T, B = x.shape
+            # Scale the (D, 4H) weights, not the (T, B, 4H) gathered rows: fewer numbers when D < T*B.
+            gates = np.take(Wx * scale, x, axis=0)  # (T, B, 4H), a fresh array
+        else:
+            x = x.astype(self.dtype, copy=False)
+            T, B, D = x.shape
+            gates = (x.reshape(T * B, D) @ (Wx * scale)).reshape(T, B, 4 * H)
+        gates += b * scale
+        Wh_scaled = Wh * scale
+
+        # hs_all[0] and cs_all[0] hold the initial state, so step t reads t and writes t + 1.
+        hs_all = np.empty((T + 1, B, H), self.dtype)
+        cs_all = np.empty((T + 1, B, H), self.dtype)
+        if state is None:
+            hs_all[0], cs_all[0] = 0, 0
+        else:
+            h0, c0 = (np.asarray(s) for s in state)
+            if h0.shape != (B, H) or c0.shape != (B, H):
+                raise ValueError(f"LSTM: state must be two ({B}, {H}) arrays, got {h0.shape} and {c0.shape}")
+            hs_all[0], cs_all[0] = h0, c0
+        tanh_cs = np.empty((T, B, H), self.dtype)
+        recurrent, product = self._scratch(B)
+        per_gate = gates.reshape(T, B, 4, H)
+        i_all, f_all, g_all, o_all = (per_gate[:, :, k] for k in range(4))  # (T, B, H) views
+
+        for t in range(T):
+            a = gates[t]  # (B, 4H): the scaled input projection, overwritten by the gate values
+            np.matmul(hs_all[t], Wh_scaled, out=recurrent)
+            a += recurrent
+            np.tanh(a, out=a)
+            a *= mul
+            a += add  # now i, f, g, o
+            c = cs_all[t + 1]
+            np.multiply(f_all[t], cs_all[t], out=c)
+            np.multiply(i_all[t], g_all[t], out=product)
+            c += product
+            np.tanh(c, out=tanh_cs[t])
+            np.multiply(o_all[t], tanh_cs[t], out=hs_all[t + 1])
+
+        self.x, self.gates, self.tanh_cs = x, gates, tanh_cs
+        self.hs_all, self.cs_all = hs_all, cs_all
+        self.hs, self.cs = hs_all[1:], cs_all[1:]
+        self.h0, self.c0 = hs_all[0], cs_all[0]
+        self.final_state = (hs_all[T].copy(), cs_all[T].copy())
+        return self.hs
+
+    def backward(self, dhs, dfinal_state=None):
+        """Same as ``LSTM.backward``: dhs (T, B, H), dfinal_state None or (dh_T, dc_T); returns dx
+        (T, B, D) or None for ids; fills ``grads`` and keeps ``dinitial_state``."""
+        Wx, Wh = self.params["Wx"], self.params["Wh"]
+        T, B, H = self.hs.shape
+        dhs = np.asarray(dhs, dtype=self.dtype)
+        per_gate = self.gates.reshape(T, B, 4, H)
+        i, f, g, o = (per_gate[:, :, k] for k in range(4))  # (T, B, H) views
+
+        # The gate derivatives s' for all steps: s(1-s) for the sigmoids, 1-g^2 for the tanh.
+        slope = 1 - self.gates
+        slope *= self.gates
+        slope = slope.reshape(T, B, 4, H)
+        np.square(g, out=slope[:, :, 2])
+        np.subtract(1, slope[:, :, 2], out=slope[:, :, 2])
+        # M, K, L from point 4 of the module docstring.
+        M = 1 - np.square(self.tanh_cs)
+        M *= o
+        K = np.empty((T, B, 3, H), self.dtype)
+        np.multiply(g, slope[:, :, 0], out=K[:, :, 0])
+        np.multiply(self.cs_all[:-1], slope[:, :, 1], out=K[:, :, 1])
+        np.multiply(i, slope[:, :, 2], out=K[:, :, 2])
+        L = self.tanh_cs * slope[:, :, 3]
+
+        da = np.empty((T, B, 4, H), self.dtype)  # gradient of the (unscaled) pre-activations a_t
+        dh = np.empty((B, H), self.dtype)
+        dc = np.empty((B, H), self.dtype)
+        if dfinal_state is None:
+            dh_next, dc_next = np.zeros((B, H), self.dtype), np.zeros((B, H), self.dtype)
+        else:
+            dh_next, dc_next = (np.array(d, dtype=self.dtype) for d in dfinal_state)
+        Wh_T = np.ascontiguousarray(Wh.T)  # (4H, H); BLAS runs this small product faster on a C-order copy
+        for t in reversed(range(T)):
+            np.add(dhs[t], dh_next, out=dh)
+            np.multiply(dh, M[t], out=dc)
+            dc += dc_next
+            np.multiply(dc[:, None, :], K[t], out=da[t, :, :3])  # da_i, da_f, da_g in one call
+            np.multiply(dh, L[t], out=da[t, :, 3])
+            np.multiply(dc, f[t], out=dc_next)
+            np.matmul(da[t].reshape(B, 4 * H), Wh_T, out=dh_next)
+        self.dinitial_state = (dh_next, dc_next)
+
+        da_flat = da.reshape(T * B, 4 * H)
+        self.grads["Wh"] = self.hs_all[:-1].reshape(T * B, H).T @ da_flat
+        self.grads["b"] = da_flat.sum(axis=0)
+        if self.ids_input:
+            self.grads["Wx"] = scatter_add_rows_fast(self.x, da_flat, self.input_size)
+            return None
+        self.grads["Wx"] = self.x.reshape(T * B, -1).T @ da_flat
+        return (da_flat @ Wx.T).reshape(T, B, -1)

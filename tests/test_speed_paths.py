@@ -1,0 +1,157 @@
+"""The fast paths (nn/fast_lstm.py, the fused loss and optimizer updates) give the readable paths' numbers.
+
+FastLSTM is checked the same way as the readable LSTM in test_lstm.py and test_torch_parity.py: float64,
+centered differences, every parameter and both initial states with random biases and random upstream
+gradients into h_T and c_T, worst relative error < 1e-6; and the same outputs and gradients as
+torch.nn.LSTM (skipped when torch is absent).
+"""
+import numpy as np
+import pytest
+
+from lstm_from_scratch.nn.fast_lstm import FastLSTM, scatter_add_rows_fast
+from lstm_from_scratch.nn.gradcheck import check_layer_gradients
+from lstm_from_scratch.nn.layers import OneHot, scatter_add_rows
+from lstm_from_scratch.nn.lstm import LSTM
+from lstm_from_scratch.nn.model import Model
+
+D, H, T, B = 5, 4, 6, 3
+
+
+def random_pair(rng, scale=0.5):
+    """A readable LSTM and a FastLSTM holding the same random float64 weights, biases included."""
+    slow, fast = LSTM(D, H, np.float64), FastLSTM(D, H, np.float64)
+    for key, value in slow.params.items():
+        value[...] = scale * rng.standard_normal(value.shape)
+        fast.params[key][...] = value
+    return slow, fast
+
+
+def random_state(rng, scale=0.5):
+    return scale * rng.standard_normal((B, H)), scale * rng.standard_normal((B, H))
+
+
+@pytest.mark.parametrize("id_input", [False, True])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_fast_lstm_gradients(id_input, with_state, rng):
+    _, fast = random_pair(rng)
+    x = rng.integers(0, D, (T, B)) if id_input else rng.standard_normal((T, B, D))
+    state = random_state(rng) if with_state else None
+    errors = check_layer_gradients(fast, x, state, eps=1e-5, rng=rng)
+    print(f"worst relative error FastLSTM id_input={id_input} state={with_state}: {errors}")
+    expected = {"Wx", "Wh", "b"} | (set() if id_input else {"x"}) | ({"h0", "c0"} if with_state else set())
+    assert set(errors) == expected
+    assert max(errors.values()) < 1e-6
+
+
+@pytest.mark.parametrize("id_input", [False, True])
+def test_fast_lstm_matches_readable_lstm(id_input, rng):
+    slow, fast = random_pair(rng)
+    x = rng.integers(0, D, (T, B)) if id_input else rng.standard_normal((T, B, D))
+    state, dfinal = random_state(rng), random_state(rng)
+    dhs = rng.standard_normal((T, B, H))
+    outputs = {}
+    for name, layer in (("slow", slow), ("fast", fast)):
+        hs = layer.forward(x, state)
+        dx = layer.backward(dhs, dfinal)
+        outputs[name] = {"hs": hs, "gates": layer.gates, "cs": layer.cs, "h_T": layer.final_state[0],
+                         "c_T": layer.final_state[1], "dh0": layer.dinitial_state[0],
+                         "dc0": layer.dinitial_state[1], **layer.grads}
+        if not id_input:
+            outputs[name]["dx"] = dx
+        else:
+            assert dx is None
+    assert outputs["slow"].keys() == outputs["fast"].keys()
+    for key, value in outputs["slow"].items():
+        np.testing.assert_allclose(outputs["fast"][key], value, rtol=1e-12, atol=1e-13, err_msg=key)
+
+
+def test_fast_lstm_returns_fresh_arrays(rng):
+    # Outputs must not be overwritten by the next call (tutorial 3 compares two calls' hs).
+    _, fast = random_pair(rng)
+    x = rng.standard_normal((T, B, D))
+    first = fast.forward(x[:2])
+    first_copy = first.copy()
+    second = fast.forward(x[2:], state=fast.final_state)
+    whole = fast.forward(x)
+    np.testing.assert_array_equal(first, first_copy)
+    np.testing.assert_allclose(np.concatenate([first, second]), whole, rtol=1e-12)
+
+
+def test_fast_lstm_keeps_float32_and_handles_empty_sequence(rng):
+    fast = FastLSTM(D, H, rng=rng)
+    hs = fast.forward(rng.integers(0, D, (T, B)))
+    assert hs.dtype == np.float32 and fast.gates.dtype == np.float32
+    fast.backward(rng.standard_normal((T, B, H)))
+    assert all(g.dtype == np.float32 for g in fast.grads.values())
+    state = random_state(rng)
+    empty = fast.forward(np.zeros((0, B), dtype=np.int64), state)
+    assert empty.shape == (0, B, H)
+    np.testing.assert_allclose(fast.final_state[0], state[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("vocab", [1, 3, 50])
+@pytest.mark.parametrize("positions", [1, 7, 300])
+def test_fast_scatter_add_matches_add_at(vocab, positions, rng):
+    ids = rng.integers(0, vocab, (positions, 2))
+    dout = rng.standard_normal((positions, 2, 9))
+    np.testing.assert_allclose(scatter_add_rows_fast(ids, dout, vocab + 2), scatter_add_rows(ids, dout, vocab + 2),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_model_uses_fast_lstm_with_the_same_names():
+    model = Model({"vocab_size": 7, "layers": [{"type": "lstm", "hidden_size": 4}]})
+    assert isinstance(model.layers[0], FastLSTM) and isinstance(model.layers[0], LSTM)
+    assert list(model.params) == ["0.lstm.Wx", "0.lstm.Wh", "0.lstm.b", "1.dense.W", "1.dense.b"]
+
+
+def test_fast_lstm_against_torch(rng):
+    torch = pytest.importorskip("torch")
+    _, ours = random_pair(rng)
+    theirs = torch.nn.LSTM(D, H, dtype=torch.float64)
+    with torch.no_grad():
+        theirs.weight_ih_l0.copy_(torch.from_numpy(ours.params["Wx"].T))
+        theirs.weight_hh_l0.copy_(torch.from_numpy(ours.params["Wh"].T))
+        theirs.bias_ih_l0.zero_()
+        theirs.bias_hh_l0.copy_(torch.from_numpy(ours.params["b"]))
+    ids = rng.integers(0, D, (T, B))
+    (h0, c0), (dh_T, dc_T) = random_state(rng), random_state(rng)
+    dhs = rng.standard_normal((T, B, H))
+    hs = ours.forward(ids, (h0, c0))
+    ours.backward(dhs, (dh_T, dc_T))
+    x_torch = torch.from_numpy(OneHot(D, np.float64).forward(ids))
+    h0_torch = torch.from_numpy(h0[None].copy()).requires_grad_()
+    c0_torch = torch.from_numpy(c0[None].copy()).requires_grad_()
+    hs_torch, (h_T, c_T) = theirs(x_torch, (h0_torch, c0_torch))
+    objective = (hs_torch * torch.from_numpy(dhs)).sum()
+    objective = objective + (h_T[0] * torch.from_numpy(dh_T)).sum() + (c_T[0] * torch.from_numpy(dc_T)).sum()
+    objective.backward()
+
+    def close(ours_value, torch_value):
+        np.testing.assert_allclose(ours_value, torch_value.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+    close(hs, hs_torch)
+    close(ours.final_state[1], c_T[0])
+    close(ours.grads["Wx"], theirs.weight_ih_l0.grad.T)
+    close(ours.grads["Wh"], theirs.weight_hh_l0.grad.T)
+    close(ours.grads["b"], theirs.bias_hh_l0.grad)
+    close(ours.dinitial_state[0], h0_torch.grad[0])
+    close(ours.dinitial_state[1], c0_torch.grad[0])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])
+def test_sliced_optimizer_update_equals_whole_array_update(name, rng, monkeypatch):
+    from lstm_from_scratch.nn import optim
+
+    size = 2 * optim.SLICE + 123  # three slices, the last one short
+    start = rng.standard_normal(size).astype(np.float32)
+    grads = [rng.standard_normal(size).astype(np.float32) for _ in range(3)]
+    results = []
+    for slice_size in (optim.SLICE, 10 * size):  # sliced, then in one piece
+        monkeypatch.setattr(optim, "SLICE", slice_size)
+        opt = optim.make_optimizer(name, 0.01, **({"momentum": 0.9} if name == "sgd" else {}))
+        params = {"w": start.copy()}
+        for grad in grads:
+            opt.step(params, {"w": grad})
+        results.append(params["w"])
+    np.testing.assert_array_equal(results[0], results[1])
+    assert not np.array_equal(results[0], start)
