@@ -34,7 +34,8 @@ COMPARE_LRS = {"sgd": 2.0, "adam": 0.01, "rmsprop": 0.01}
 # The demo: small enough for two minutes on two cores, big enough to beat the unigram baseline.
 # Moving each training tune into other keys (--transpose) is what lets a net trained on a dozen tunes
 # predict the held-out ones: without it the validation loss stays near the baseline.
-DEMO_MODEL = {"input": "onehot", "layers": [{"type": "lstm", "hidden_size": 128}], "output": "sequence"}
+DEMO_MODEL = {"input": "onehot", "layers": [{"type": "lstm", "hidden_size": 128},
+                                            {"type": "dropout", "rate": 0.3}], "output": "sequence"}
 DEMO_TRAINING = {"optimizer": "adam", "lr": 0.005, "epochs": 6, "batch_size": 32, "seq_len": 32,
                  "step": 8, "clip": 5.0, "seed": 0, "val_fraction": 0.15, "transpose": 5}
 TINY_MODEL = {"input": "onehot", "layers": [{"type": "lstm", "hidden_size": 8}], "output": "sequence"}
@@ -296,23 +297,29 @@ def load_pieces(data, settings):
         say(f"loaded the built-in corpus: {len(sequences)} pieces")
         return sequences, settings
     if Path(data).suffix.lower() == ".txt" and Path(data).is_file():
+        # Chunk text is used as written, so the settings are the ones it was made with (its
+        # header), or raw for a plain file without a header (the seed projects' format).
         sequences, file_settings = events.read_chunk_text_file(data)
         sequences = [piece for piece in sequences if piece.chunks]
         if not sequences:
             raise DataError(f"{data}: no chunks in this chunk text file")
-        say(f"loaded {len(sequences)} pieces from {data}")
-        return sequences, file_settings or settings
+        file_settings = file_settings or events.EventSettings(raw=True)
+        say(f"loaded {len(sequences)} pieces from {data} (event settings from the file: "
+            f"{json.dumps(file_settings.to_dict())})")
+        return sequences, file_settings
     skipped = []
 
     def on_skip(error):
         skipped.append(error)
         warn(f"skipped {error}")
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    def show_warning(message, *rest, **keywords):
+        warn(str(message))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", events.MidiWarning)
+        warnings.showwarning = show_warning  # one "warning: ..." line each, as they happen
         sequences = events.load_data(data, settings, on_skip=on_skip, progress=_show_progress())
-    for warning in caught:
-        warn(str(warning.message))
     say(f"loaded {len(sequences)} files, skipped {len(skipped)}")
     return sequences, settings
 

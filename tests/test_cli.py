@@ -243,3 +243,24 @@ def test_compare_trains_each_optimizer_from_the_same_start(tmp_path, capsys):
     assert not np.array_equal(sgd_arrays["param/0.lstm.Wx"], adam_arrays["param/0.lstm.Wx"])
     assert cli.main(["compare", "builtin", "--optimizers", "sgd", "sgd", "--out", str(out)]) == 2
     one_error_line(capsys)
+
+
+def test_a_repaired_file_gives_one_warning_line(tmp_path, midi_folder, capsys):
+    data = bytearray((midi_folder / "tune0.mid").read_bytes())
+    position = data.index(bytes([0x90, 60, 80]))
+    data[position + 2] = 200  # a data byte above 127: mido reads it only with clip=True
+    (midi_folder / "tune0.mid").write_bytes(bytes(data))
+    assert cli.main(["encode", str(midi_folder), "-o", str(tmp_path / "x.txt")]) == 0
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "tune0.mid" in lines[0], lines
+    assert "loaded 5 files, skipped 0" in captured.out
+
+
+def test_train_on_chunk_text_keeps_its_settings(tmp_path, midi_folder, capsys):
+    text = tmp_path / "raw.txt"
+    assert cli.main(["encode", str(midi_folder), "-o", str(text), "--raw"]) == 0
+    run = tmp_path / "run"
+    assert cli.main(["train", str(text), *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    _, meta = load_checkpoint(run / "last.npz")
+    assert meta["event_settings"]["raw"] is True and meta["ticks_per_beat"] == 480
