@@ -22,7 +22,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from .errors import DataError, LstmMusicError
+from .errors import DataError, LstmMusicError, MidiWarning
 
 EXIT_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -202,7 +202,11 @@ def main(argv=None):
         parser.print_help()
         return 0
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            # Every warning (a repaired MIDI file, say) becomes one "warning: ..." line as it happens.
+            warnings.simplefilter("always", MidiWarning)
+            warnings.showwarning = lambda message, *rest, **keywords: warn(str(message))
+            return args.run(args) or 0
     except UsageError as error:
         return _fail(f"{parser.prog} {args.command}: {error}", EXIT_USAGE)
     except LstmMusicError as error:
@@ -313,13 +317,7 @@ def load_pieces(data, settings):
         skipped.append(error)
         warn(f"skipped {error}")
 
-    def show_warning(message, *rest, **keywords):
-        warn(str(message))
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", events.MidiWarning)
-        warnings.showwarning = show_warning  # one "warning: ..." line each, as they happen
-        sequences = events.load_data(data, settings, on_skip=on_skip, progress=_show_progress())
+    sequences = events.load_data(data, settings, on_skip=on_skip, progress=_show_progress())
     say(f"loaded {len(sequences)} files, skipped {len(skipped)}")
     return sequences, settings
 

@@ -241,7 +241,8 @@ def default_prime(trained, rng):
     token) gives each seed a different opening; the state starts at zero, as in training.
     """
     weights = trained.token_counts.copy()
-    note_on = np.array(["_no_" in token for token in trained.vocab.tokens])
+    note_on = np.array([token.split("_")[1:2] == ["no"] and not token.endswith("_0")
+                        for token in trained.vocab.tokens])
     if (weights * note_on).sum() > 0:
         weights = weights * note_on
     return [roulette_wheel(weights, rng)]

@@ -229,7 +229,7 @@ def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, 
             epoch_rng_state = shuffle_rng.bit_generator.state
             if not run.train_epoch(epoch, progress, interrupt):
                 run.save(run_dir / "last.npz", epoch_rng_state)
-                run.save_history()
+                run.save_history(plot=bool(run.history))
                 return TrainResult(model, run.history, run_dir, True, run.epoch, run.batch)
             record = run.finish_epoch(epoch)
             if on_epoch is not None:
