@@ -117,7 +117,14 @@ def _add_training_options(parser, optimizer=True):
 
 
 def build_parser():
-    parser = _Parser(prog="lstm-music", description="A hand-written NumPy LSTM that learns music from MIDI.")
+    parser = _Parser(
+        prog="lstm-music", description="A hand-written NumPy LSTM that learns music from MIDI.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  lstm-music demo                      # about a minute: train, play, plot\n"
+               "  lstm-music train builtin --transpose 5 --epochs 6 --out runs/tunes\n"
+               "  lstm-music generate runs/tunes/best.npz -o piece.mid --wav --plot\n"
+               "  lstm-music COMMAND --help            # the options of one command")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model on MIDI files")
@@ -350,6 +357,8 @@ def run_train(args):
             flags = ", ".join("--" + name.replace("_", "-") for name in changed)
             raise UsageError(f"a resumed run keeps its settings; only --epochs may change (got {flags})")
         from .music.events import EventSettings
+        if Path(args.resume).is_file():
+            raise UsageError(f"--resume takes the run folder (the one holding last.npz), not {args.resume}")
         path, _, meta = load_run(args.resume)
         settings = EventSettings.from_dict(meta["event_settings"])
         config = TrainConfig.from_dict(meta["train_config"])
