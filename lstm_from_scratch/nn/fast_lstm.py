@@ -80,13 +80,23 @@ class FastLSTM(LSTM):
         add = np.concatenate([half, half, np.zeros(H), half])  # 0.5 + 0.5 * tanh(a/2) = sigmoid(a)
         return scale.astype(self.dtype), scale.astype(self.dtype), add.astype(self.dtype)
 
-    def _scratch(self, batch_size):
-        """Two scratch arrays, (B, 4H) and (B, H), made once per batch size and reused by every call."""
-        key = (batch_size, self.dtype)
+    def _scratch(self, T, B):
+        """Work arrays that never leave this layer, made once per (T, B) and reused by every call.
+
+        Fresh multi-megabyte arrays at every call would cost more than the arithmetic on them: the
+        operating system hands out new memory page by page, zeroed, at first touch.
+        Returns a dict: "recurrent" (B, 4H), "product" (B, H), "tanh_cs" (T, B, H),
+        "factors" (T, B, 4, H), "M" (T, B, H), "da" (T, B, 4, H).
+        """
+        key = (T, B, self.dtype)
         if getattr(self, "_scratch_key", None) != key:
+            H, dtype = self.hidden_size, self.dtype
             self._scratch_key = key
-            self._scratch_arrays = (np.empty((batch_size, 4 * self.hidden_size), self.dtype),
-                                    np.empty((batch_size, self.hidden_size), self.dtype))
+            self._scratch_arrays = {
+                "recurrent": np.empty((B, 4 * H), dtype), "product": np.empty((B, H), dtype),
+                "tanh_cs": np.empty((T, B, H), dtype), "factors": np.empty((T, B, 4, H), dtype),
+                "M": np.empty((T, B, H), dtype), "da": np.empty((T, B, 4, H), dtype),
+            }
         return self._scratch_arrays
 
     def forward(self, x, state=None):
@@ -100,13 +110,16 @@ class FastLSTM(LSTM):
         if self.ids_input:
             x = check_ids(x, self.input_size, "LSTM")
             T, B = x.shape
-            # Scale the (D, 4H) weights, not the (T, B, 4H) gathered rows: fewer numbers when D < T*B.
-            gates = np.take(Wx * scale, x, axis=0)  # (T, B, 4H), a fresh array
+            # onehot(x) @ Wx + b = (Wx + b)[x], since a one-hot row sums to 1. Scaling and adding b to
+            # the (D, 4H) table, not to the (T, B, 4H) rows, touches fewer numbers when D < T * B.
+            table = Wx * scale
+            table += b * scale
+            gates = np.take(table, x, axis=0)  # (T, B, 4H), a fresh array
         else:
             x = x.astype(self.dtype, copy=False)
             T, B, D = x.shape
             gates = (x.reshape(T * B, D) @ (Wx * scale)).reshape(T, B, 4 * H)
-        gates += b * scale
+            gates += b * scale
         Wh_scaled = Wh * scale
 
         # hs_all[0] and cs_all[0] hold the initial state, so step t reads t and writes t + 1.
@@ -119,8 +132,8 @@ class FastLSTM(LSTM):
             if h0.shape != (B, H) or c0.shape != (B, H):
                 raise ValueError(f"LSTM: state must be two ({B}, {H}) arrays, got {h0.shape} and {c0.shape}")
             hs_all[0], cs_all[0] = h0, c0
-        tanh_cs = np.empty((T, B, H), self.dtype)
-        recurrent, product = self._scratch(B)
+        scratch = self._scratch(T, B)
+        tanh_cs, recurrent, product = scratch["tanh_cs"], scratch["recurrent"], scratch["product"]
         per_gate = gates.reshape(T, B, 4, H)
         i_all, f_all, g_all, o_all = (per_gate[:, :, k] for k in range(4))  # (T, B, H) views
 
@@ -154,22 +167,25 @@ class FastLSTM(LSTM):
         per_gate = self.gates.reshape(T, B, 4, H)
         i, f, g, o = (per_gate[:, :, k] for k in range(4))  # (T, B, H) views
 
-        # The gate derivatives s' for all steps: s(1-s) for the sigmoids, 1-g^2 for the tanh.
-        slope = 1 - self.gates
-        slope *= self.gates
-        slope = slope.reshape(T, B, 4, H)
-        np.square(g, out=slope[:, :, 2])
-        np.subtract(1, slope[:, :, 2], out=slope[:, :, 2])
-        # M, K, L from point 4 of the module docstring.
-        M = 1 - np.square(self.tanh_cs)
+        scratch = self._scratch(T, B)
+        # The gate derivatives s' for all steps: s(1-s) for the sigmoids, 1-g^2 for the tanh ...
+        factors = np.subtract(1, self.gates, out=scratch["factors"].reshape(T, B, 4 * H))
+        factors *= self.gates
+        factors = factors.reshape(T, B, 4, H)
+        np.square(g, out=factors[:, :, 2])
+        np.subtract(1, factors[:, :, 2], out=factors[:, :, 2])
+        # ... then, in the same array, K (the first three blocks) and L (the last), and M apart:
+        # point 4 of the module docstring.
+        K, L = factors[:, :, :3], factors[:, :, 3]
+        K[:, :, 0] *= g
+        K[:, :, 1] *= self.cs_all[:-1]
+        K[:, :, 2] *= i
+        L *= self.tanh_cs
+        M = np.square(self.tanh_cs, out=scratch["M"])
+        np.subtract(1, M, out=M)
         M *= o
-        K = np.empty((T, B, 3, H), self.dtype)
-        np.multiply(g, slope[:, :, 0], out=K[:, :, 0])
-        np.multiply(self.cs_all[:-1], slope[:, :, 1], out=K[:, :, 1])
-        np.multiply(i, slope[:, :, 2], out=K[:, :, 2])
-        L = self.tanh_cs * slope[:, :, 3]
 
-        da = np.empty((T, B, 4, H), self.dtype)  # gradient of the (unscaled) pre-activations a_t
+        da = scratch["da"]  # gradient of the (unscaled) pre-activations a_t, (T, B, 4, H)
         dh = np.empty((B, H), self.dtype)
         dc = np.empty((B, H), self.dtype)
         if dfinal_state is None:
