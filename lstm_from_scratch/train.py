@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
-from .data import DataError, iterate_batches, num_batches, unigram_baseline, windows_from_sequences
-from .data import split_by_file
+from .data import (DataError, iterate_batches, num_batches, split_by_file, unigram_baseline,
+                   windows_from_sequences)
 from .errors import LstmMusicError
 from .music.events import format_chunk, validate_chunks
 from .music.vocab import UnknownTokenError, Vocabulary
