@@ -101,6 +101,30 @@ def test_adam_constant_gradient_moves_lr_every_step():
         np.testing.assert_allclose(before - params["w"], 0.001 * np.sign(grad), rtol=1e-4, err_msg=f"step {t}")
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])
+def test_big_arrays_follow_the_formulas(name):
+    # Arrays bigger than optim.SLICE are updated slice by slice; the result must not change.
+    # Reference: each paper's formula written out over the whole array in float64.
+    rng = np.random.default_rng(2)
+    start = rng.standard_normal((300, 257))  # 77,100 numbers: one full slice and a partial one
+    grads = [rng.standard_normal(start.shape) for _ in range(3)]
+    opt = make_optimizer(name, 0.01, **({"momentum": 0.9, "nesterov": True} if name == "sgd" else {}))
+    params = {"w": start.copy()}
+    expected, m, v = start.copy(), np.zeros_like(start), np.zeros_like(start)
+    for t, g in enumerate(grads, start=1):
+        opt.step(params, {"w": g})
+        if name == "sgd":
+            m = 0.9 * m + g
+            expected = expected - 0.01 * (g + 0.9 * m)
+        elif name == "adam":
+            m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g**2
+            expected = expected - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        else:
+            v = 0.9 * v + 0.1 * g**2
+            expected = expected - 0.01 * g / (np.sqrt(v) + 1e-7)
+    np.testing.assert_allclose(params["w"], expected, rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize(
     "make",
     [lambda: SGD(0.1), lambda: SGD(0.1, momentum=0.9), lambda: SGD(0.1, 0.9, nesterov=True),
