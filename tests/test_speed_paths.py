@@ -155,3 +155,33 @@ def test_sliced_optimizer_update_equals_whole_array_update(name, rng, monkeypatc
         results.append(params["w"])
     np.testing.assert_array_equal(results[0], results[1])
     assert not np.array_equal(results[0], start)
+
+
+@pytest.mark.parametrize("config", [
+    {"vocab_size": 9, "layers": [{"type": "lstm", "hidden_size": 5}]},
+    {"vocab_size": 9, "input": "embedding", "embedding_dim": 3,
+     "layers": [{"type": "lstm", "hidden_size": 5}, {"type": "dropout", "rate": 0.5},
+                {"type": "lstm", "hidden_size": 4}, {"type": "dense", "units": 6, "activation": "relu"}]},
+    {"vocab_size": 9, "layers": [{"type": "dense", "units": 6, "activation": "tanh"},
+                                 {"type": "lstm", "hidden_size": 5}], "output": "last"},
+], ids=["onehot", "embedding-stack", "dense-first-last"])
+def test_lean_step_equals_forward_one_step_at_a_time(config, rng):
+    model = Model(config, dtype=np.float64, seed=3)
+    ids = rng.integers(0, 9, (7, 2))
+    state = model.initial_state(2)
+    for t in range(7):
+        expected = model.forward(ids[t : t + 1], state)
+        expected = expected if config.get("output") == "last" else expected[0]
+        expected_state = model.final_state
+        logits, state = model.step(ids[t], state)
+        np.testing.assert_allclose(logits, expected, rtol=1e-12, atol=1e-14)
+        for (h, c), (h_ref, c_ref) in zip(state, expected_state):
+            np.testing.assert_allclose(h, h_ref, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(c, c_ref, rtol=1e-12, atol=1e-14)
+
+
+def test_lean_step_refuses_bad_ids():
+    model = Model({"vocab_size": 9, "layers": [{"type": "lstm", "hidden_size": 5}]})
+    for bad in ([9], [-1], [0, 9]):
+        with pytest.raises(ValueError, match="token ids"):
+            model.step(np.array(bad))

@@ -73,12 +73,51 @@ class FastLSTM(LSTM):
     """
 
     def _gate_constants(self):
-        """(scale, mul, add), each (4H,): see points 1 in the module docstring."""
+        """(scale, mul, add), each (4H,): see point 1 in the module docstring. Made once, then kept."""
+        key = (self.hidden_size, self.dtype)
+        if getattr(self, "_constants_key", None) != key:
+            H = self.hidden_size
+            half = np.full(H, 0.5)
+            scale = np.concatenate([half, half, np.ones(H), half])  # tanh(a/2) for i, f, o; tanh(a) for g
+            add = np.concatenate([half, half, np.zeros(H), half])  # 0.5 + 0.5 * tanh(a/2) = sigmoid(a)
+            self._constants_key = key
+            self._constants = scale.astype(self.dtype), scale.astype(self.dtype), add.astype(self.dtype)
+        return self._constants
+
+    def step(self, x, state):
+        """One time step for generation; keeps nothing for backward and leaves ``gates`` alone.
+
+        x: (B,) integer ids or (B, D) floats; state: (h, c), each (B, H).
+        Returns the new (h, c), each (B, H), fresh arrays. The same numbers as ``forward`` on a
+        sequence of length 1, with about a dozen small NumPy calls.
+        """
+        Wx, Wh, b = self.params["Wx"], self.params["Wh"], self.params["b"]
         H = self.hidden_size
-        half = np.full(H, 0.5)
-        scale = np.concatenate([half, half, np.ones(H), half])  # tanh(a/2) for i, f, o; tanh(a) for g
-        add = np.concatenate([half, half, np.zeros(H), half])  # 0.5 + 0.5 * tanh(a/2) = sigmoid(a)
-        return scale.astype(self.dtype), scale.astype(self.dtype), add.astype(self.dtype)
+        scale, mul, add = self._gate_constants()
+        h, c = state
+        a = h @ Wh  # (B, 4H)
+        a += Wx[x] if self.ids_step(x) else x @ Wx
+        a += b
+        a *= scale
+        np.tanh(a, out=a)
+        a *= mul
+        a += add  # i, f, g, o
+        c = a[:, H : 2 * H] * c
+        c += a[:, :H] * a[:, 2 * H : 3 * H]
+        h = np.tanh(c)
+        h *= a[:, 3 * H :]
+        return h, c
+
+    def ids_step(self, x):
+        """True when ``x`` holds token ids (checked to lie in [0, D)), False for float features."""
+        if not np.issubdtype(x.dtype, np.integer):
+            return False
+        if x.size == 1:  # the batch-1 case of generation: a plain Python comparison is cheapest
+            if not 0 <= int(x.reshape(-1)[0]) < self.input_size:
+                raise ValueError(f"LSTM: token ids must lie in [0, {self.input_size}), got {x}")
+        else:
+            check_ids(x, self.input_size, "LSTM")
+        return True
 
     def _scratch(self, T, B):
         """Work arrays that never leave this layer, made once per (T, B) and reused by every call.

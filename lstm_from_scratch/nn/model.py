@@ -270,13 +270,39 @@ class Model:
         """One time step for generation, dropout off.
 
         ids: (B,) integers; state: None or the list of (h, c) returned by the previous call.
-        Returns (logits (B, V), new state).
+        Returns (logits (B, V), new state). The same numbers as ``forward`` on a length-1 sequence,
+        but on a lean path: generation calls this once per token, so each layer does only the
+        arithmetic of one step (``FastLSTM.step``, ``x @ W + b``), with no caches for backward.
         """
-        ids = np.asarray(ids).reshape(1, -1)
-        logits = self.forward(ids, state, training=False)
-        if self.config["output"] == "sequence":
-            logits = logits[0]
-        return logits, self.final_state
+        ids = np.asarray(ids).reshape(-1)
+        lstms = self.lstm_layers
+        if state is None:
+            state = self.initial_state(ids.size)
+        elif len(state) != len(lstms):
+            raise ValueError(f"Model.step: state needs {len(lstms)} (h, c) pairs, got {len(state)}")
+        if self.training:
+            self.set_training(False)
+        out, new_state = ids, []
+        for layer in self.layers:
+            if isinstance(layer, FastLSTM):
+                out = layer.step(out, state[len(new_state)])
+                new_state.append(out)
+                out = out[0]
+            elif isinstance(layer, LSTM):  # the readable layer: a length-1 sequence
+                out = layer.forward(out[None], state[len(new_state)])[0]
+                new_state.append(layer.final_state)
+            elif isinstance(layer, Dense):
+                out = out @ layer.params["W"]
+                out += layer.params["b"]
+                if layer.activation == "relu":
+                    np.maximum(out, 0, out=out)
+                elif layer.activation == "tanh":
+                    np.tanh(out, out=out)
+            elif isinstance(layer, (Embedding, OneHot)):
+                out = layer.forward(out)
+            # Dropout is the identity when not training; LastStep has no time axis to cut here.
+        self.final_state = new_state
+        return out, new_state
 
     def load_params(self, arrays):
         """Copy ``arrays`` (name -> array, e.g. from a checkpoint) into ``self.params``, in place.
