@@ -146,10 +146,13 @@ def build_parser():
     generate.add_argument("--seed", type=int, default=0, help="the same seed gives the same piece")
     generate.add_argument("--prime", metavar="FILE", help="a .mid or chunk .txt file to start from")
     generate.add_argument("--include-prime", action="store_true", help="put the prime at the start of the output")
+    # The default is the seeds' plain roulette wheel: chunk i with probability p_i / sum(p). The note
+    # rules are an opt-in extra (taught in tutorial 9), so that what a student hears is the net alone.
+    generate.add_argument("--rules", action="store_true",
+                          help="mask impossible chunks: note-offs only for sounding pitches, and end notes "
+                               "held longer than --max-held-beats (see generate.NoteRules)")
     generate.add_argument("--max-held-beats", type=float, default=4.0, metavar="X",
-                          help="end a note held this long (default 4; 0 = never)")
-    generate.add_argument("--free", action="store_true",
-                          help="sample from the net alone, without the note rules (see generate.NoteRules)")
+                          help="with --rules: end a note held this long (default 4; 0 = never)")
     generate.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="beats per minute (default 120)")
     generate.add_argument("--wav", action="store_true", help="also write OUT.wav")
     generate.add_argument("--plot", action="store_true", help="also write OUT.png, a piano roll")
@@ -419,14 +422,14 @@ def run_generate(args):
     trained = load_trained(args.checkpoint)
     written = make_piece(trained, output_path(args.out), args.length, args.temperature, args.top_k,
                          args.seed, args.prime, args.include_prime, _tempo(args.tempo),
-                         wav=args.wav, plot=args.plot, rules=not args.free,
+                         wav=args.wav, plot=args.plot, rules=args.rules,
                          max_held_beats=args.max_held_beats)
     say("wrote " + ", ".join(str(path) for path in written))
     return 0
 
 
 def make_piece(trained, out, length, temperature=1.0, top_k=None, seed=0, prime=None,
-               include_prime=False, tempo=500_000, wav=False, plot=False, rules=True,
+               include_prime=False, tempo=500_000, wav=False, plot=False, rules=False,
                max_held_beats=4.0):
     """Generate and write OUT.mid and OUT.txt (and OUT.wav, OUT.png); returns the paths written."""
     from .generate import NoteRules, default_prime, generate, prime_from_file, write_piece
@@ -568,7 +571,7 @@ def run_demo(args):
         return EXIT_INTERRUPTED
     trained = load_trained(out / "best.npz")
     written = make_piece(trained, out / "sample.mid", 48 if args.tiny else 400, temperature=0.8,
-                         seed=config.seed, wav=True, plot=True)
+                         seed=config.seed, wav=True, plot=True, rules=True)
     say("wrote:")
     for path in written + [out / "loss.png", out / "best.npz"]:
         say(f"  {path}")
