@@ -66,6 +66,26 @@ def scatter_add_rows_fast(ids, dout, num_rows):
     return dW
 
 
+# OpenBLAS multiplies matrices of at most 10^6 multiply-adds on one thread with a kernel made for
+# small shapes; above that it packs the matrices and splits the work across its threads. For the
+# step product (24, 128) @ (128, 512), 1.6 * 10^6, that split costs more than it saves, and it stalls
+# whenever another program holds one of the cores. So the loops below run it as row blocks of at most
+# 10^6 (two blocks of 12 rows here): the same arithmetic, on one thread, whatever the thread setting.
+SMALL_PRODUCT = 10**6
+
+
+def row_blocks(rows, inner, cols, max_blocks=4):
+    """Slices that cut ``rows`` into the fewest equal blocks whose (block, inner) @ (inner, cols)
+    products each have at most ``SMALL_PRODUCT`` multiply-adds; one block if that needs more than
+    ``max_blocks`` (then the product is big enough to use the threads well)."""
+    per_block = max(1, SMALL_PRODUCT // max(1, inner * cols))
+    count = -(-rows // per_block)
+    if count <= 1 or count > max_blocks:
+        return [slice(0, rows)]
+    size = -(-rows // count)
+    return [slice(start, start + size) for start in range(0, rows, size)]
+
+
 class FastLSTM(LSTM):
     """``nn.lstm.LSTM`` with a faster forward and backward (see the module docstring); same API.
 
@@ -176,9 +196,11 @@ class FastLSTM(LSTM):
         per_gate = gates.reshape(T, B, 4, H)
         i_all, f_all, g_all, o_all = (per_gate[:, :, k] for k in range(4))  # (T, B, H) views
 
+        blocks = row_blocks(B, H, 4 * H)
         for t in range(T):
             a = gates[t]  # (B, 4H): the scaled input projection, overwritten by the gate values
-            np.matmul(hs_all[t], Wh_scaled, out=recurrent)
+            for rows in blocks:
+                np.matmul(hs_all[t, rows], Wh_scaled, out=recurrent[rows])
             a += recurrent
             np.tanh(a, out=a)
             a *= mul
@@ -232,6 +254,7 @@ class FastLSTM(LSTM):
         else:
             dh_next, dc_next = (np.array(d, dtype=self.dtype) for d in dfinal_state)
         Wh_T = np.ascontiguousarray(Wh.T)  # (4H, H); BLAS runs this small product faster on a C-order copy
+        blocks = row_blocks(B, 4 * H, H)
         for t in reversed(range(T)):
             np.add(dhs[t], dh_next, out=dh)
             np.multiply(dh, M[t], out=dc)
@@ -239,7 +262,8 @@ class FastLSTM(LSTM):
             np.multiply(dc[:, None, :], K[t], out=da[t, :, :3])  # da_i, da_f, da_g in one call
             np.multiply(dh, L[t], out=da[t, :, 3])
             np.multiply(dc, f[t], out=dc_next)
-            np.matmul(da[t].reshape(B, 4 * H), Wh_T, out=dh_next)
+            for rows in blocks:
+                np.matmul(da[t, rows].reshape(-1, 4 * H), Wh_T, out=dh_next[rows])
         self.dinitial_state = (dh_next, dc_next)
 
         da_flat = da.reshape(T * B, 4 * H)
