@@ -57,8 +57,9 @@ torch = None  # imported in main() unless --no-torch, so that a NumPy-only run's
 def best_seconds(step, warmup, repeats, number=1):
     """Seconds per ``step()`` call: the fastest of ``repeats`` timings of ``number`` calls each.
 
-    The fastest, as ``timeit``'s documentation advises, not the mean or median: other programs on the machine can only
-    ever slow a step down, so the minimum is the most repeatable estimate of what the code itself costs.
+    The fastest, as ``timeit``'s documentation advises, not the mean or median: other programs on
+    the machine can only ever slow a step down, so the minimum is the most repeatable estimate of
+    what the code itself costs.
     """
     for _ in range(warmup):
         step()
@@ -110,7 +111,8 @@ def numpy_generation(V, H, rng):
         nonlocal token, state
         logits, state = model.step(token, state)
         cumulative = np.cumsum(softmax(logits[0]))
-        token = np.array([min(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"), V - 1)])
+        index = np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")
+        token = np.array([min(index, V - 1)])  # min: guards against u * total rounding up to total
     return step
 
 
@@ -194,7 +196,8 @@ def print_table(rows):
         print("    V     numpy  torch-1hot  numpy/1hot  torch-emb  numpy/emb")
         for r in rows:
             ours, onehot, emb = (r[f"{k}_{suffix}"] for k in ("numpy", "torch_onehot", "torch_embedding"))
-            print(f"{r['V']:5d} {cell(ours)}  {cell(onehot)}    {ratio(ours, onehot)}  {cell(emb)}    {ratio(ours, emb)}")
+            print(f"{r['V']:5d} {cell(ours)}  {cell(onehot)}    {ratio(ours, onehot)}"
+                  f"  {cell(emb)}    {ratio(ours, emb)}")
     print("\nmemory: numpy peak MB (tracemalloc, model + Adam + one step), process max RSS MB so far")
     for r in rows:
         print(f"{r['V']:5d}  {r['numpy_peak_mb']:8.1f}  {r['max_rss_mb']:8.1f}")

@@ -63,9 +63,11 @@ def save_checkpoint(path, arrays, meta):
     entries = {**arrays, META_KEY: np.frombuffer(meta_text.encode("utf-8"), dtype=np.uint8)}
 
     try:
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+        handle = tempfile.NamedTemporaryFile(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     except OSError as error:
-        raise CheckpointError(path, f"cannot create a file in {path.parent} ({error.strerror or error})") from error
+        reason = f"cannot create a file in {path.parent} ({error.strerror or error})"
+        raise CheckpointError(path, reason) from error
     try:
         with handle:
             _write_npz(handle, entries)
@@ -121,7 +123,8 @@ def load_checkpoint(path):
             arrays = {name: archive[name] for name in archive.files}
     except ValueError as error:
         if "pickle" in str(error):
-            raise CheckpointError(path, "holds a pickled (object) array; refused, checkpoints never load pickles") from error
+            reason = "holds a pickled (object) array; refused, checkpoints never load pickles"
+            raise CheckpointError(path, reason) from error
         raise CheckpointError(path, f"damaged array data ({error})") from error
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
         raise CheckpointError(path, f"damaged or cut short ({error or type(error).__name__})") from error
