@@ -185,3 +185,17 @@ def test_lean_step_refuses_bad_ids():
     for bad in ([9], [-1], [0, 9]):
         with pytest.raises(ValueError, match="token ids"):
             model.step(np.array(bad))
+
+
+def test_loss_in_place_gives_the_same_numbers(rng):
+    from lstm_from_scratch.nn.losses import softmax_cross_entropy
+
+    logits = rng.standard_normal((4, 3, 11)) * 5
+    targets = rng.integers(0, 11, (4, 3))
+    loss, dlogits = softmax_cross_entropy(logits, targets)
+    kept = logits.copy()
+    np.testing.assert_array_equal(logits, kept)  # the default leaves the logits alone
+    loss_in_place, dlogits_in_place = softmax_cross_entropy(logits, targets, overwrite_logits=True)
+    assert loss_in_place == loss
+    np.testing.assert_array_equal(dlogits_in_place, dlogits)
+    assert np.shares_memory(dlogits_in_place, logits)

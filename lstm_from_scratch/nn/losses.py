@@ -21,12 +21,14 @@ def softmax(logits, axis=-1):
     return exps / exps.sum(axis=axis, keepdims=True)
 
 
-def softmax_cross_entropy(logits, targets):
+def softmax_cross_entropy(logits, targets, overwrite_logits=False):
     """Mean cross-entropy of softmax(logits) against integer targets, and its gradient.
 
     logits: (..., V) floats; targets: (...) integers in [0, V).
     Returns (loss, dlogits): loss is a Python float, the mean of -log p[target] over all targets;
     dlogits (..., V) is (softmax(logits) - onehot(targets)) / N, with N the number of targets.
+    With ``overwrite_logits=True`` (for a caller that no longer needs them, like ``Model.loss``),
+    dlogits is computed in the logits' own memory instead of a new (..., V) array.
     """
     logits = np.asarray(logits)
     targets = np.asarray(targets)
@@ -49,7 +51,11 @@ def softmax_cross_entropy(logits, targets):
     rows = np.arange(n)
     # The same steps as log_softmax and softmax, fused into one (N, V) buffer: every pass over the
     # (N, V) array costs time when V is large, so we make as few as we can.
-    shifted = flat_logits - flat_logits.max(axis=-1, keepdims=True)  # every row's largest is 0
+    row_max = flat_logits.max(axis=-1, keepdims=True)
+    if overwrite_logits and np.issubdtype(flat_logits.dtype, np.floating) and flat_logits.flags.writeable:
+        shifted = np.subtract(flat_logits, row_max, out=flat_logits)
+    else:
+        shifted = flat_logits - row_max  # every row's largest is now 0
     picked = shifted[rows, flat_targets].astype(np.float64)  # the target's shifted logit, (N,)
     exps = np.exp(shifted, out=shifted)
     sums = exps.sum(axis=-1, keepdims=True)  # (N, 1), each >= 1

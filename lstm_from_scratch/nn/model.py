@@ -262,7 +262,8 @@ class Model:
         Returns (loss, grads): a float, and ``self.grads`` (name -> array like ``self.params[name]``).
         """
         logits = self.forward(ids, training=training)
-        loss, dlogits = softmax_cross_entropy(logits, targets)
+        # The logits are not returned, so the loss may turn them into dlogits in place.
+        loss, dlogits = softmax_cross_entropy(logits, targets, overwrite_logits=True)
         self.backward(dlogits)
         return loss, self.grads
 
