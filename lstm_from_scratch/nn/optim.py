@@ -265,11 +265,21 @@ def clip_grad_norm(grads, max_norm):
     returned). A non-finite norm (inf or NaN) leaves the gradients untouched: scaling cannot repair
     them, and the trainer's NaN check should report it instead.
     """
-    # Sum the squares in float64: float32 squares overflow to inf already near 1e19.
-    total = sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values())
+    total = sum(_sum_of_squares(g) for g in grads.values())
     norm = float(np.sqrt(total))
     if max_norm is not None and max_norm > 0 and np.isfinite(norm) and norm > max_norm:
         scale = max_norm / norm
         for g in grads.values():
             g *= scale
     return norm
+
+
+def _sum_of_squares(g):
+    """sum(g**2) as a Python float. The BLAS dot product ``g . g`` is one fast pass; in float32 it
+    overflows to inf once the squares pass about 3e38, so then we sum again with float64 squares."""
+    flat = g.reshape(-1)
+    with np.errstate(over="ignore"):  # an overflow is handled just below
+        total = float(np.dot(flat, flat))
+    if not np.isfinite(total):  # float32 overflow (or a real inf/NaN, which float64 keeps)
+        total = float(np.sum(np.square(flat, dtype=np.float64)))
+    return total
