@@ -29,6 +29,11 @@ Backward, step t from T down to 1, with dh = dhs[t] + (gradient flowing back fro
 
 Derivations: Graves, "Supervised Sequence Labelling with Recurrent Neural Networks" (2012), ch. 4;
 Olah, "Understanding LSTM Networks" (colah.github.io, 2015) for the pictures.
+
+This file is the readable reference. ``Model`` trains with ``FastLSTM`` from ``nn/fast_lstm.py``: the
+same layer, parameters and numbers, with the loops rewritten for speed (one tanh for all four gates,
+buffers reused, backward factors computed before the loop). ``tests/test_speed_paths.py`` checks it
+against this file, against numerical gradients and against PyTorch.
 """
 import numpy as np
 
