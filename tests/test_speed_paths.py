@@ -199,3 +199,18 @@ def test_loss_in_place_gives_the_same_numbers(rng):
     assert loss_in_place == loss
     np.testing.assert_array_equal(dlogits_in_place, dlogits)
     assert np.shares_memory(dlogits_in_place, logits)
+
+
+@pytest.mark.parametrize("scale", [0.1, 30.0, 1e4])  # below SAFE_LOGIT (no shift), around it, far above
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_loss_matches_log_softmax_with_and_without_the_shift(scale, overwrite, rng):
+    from lstm_from_scratch.nn.losses import log_softmax, softmax_cross_entropy
+
+    logits = rng.standard_normal((5, 4, 13)) * scale
+    targets = rng.integers(0, 13, (5, 4))
+    log_probs = log_softmax(logits)
+    expected_loss = -np.mean(np.take_along_axis(log_probs, targets[..., None], axis=-1))
+    expected_grad = (np.exp(log_probs) - np.eye(13)[targets]) / targets.size
+    loss, dlogits = softmax_cross_entropy(logits.copy() if overwrite else logits, targets, overwrite)
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    np.testing.assert_allclose(dlogits, expected_grad, rtol=1e-10, atol=1e-15)

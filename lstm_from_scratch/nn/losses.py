@@ -9,6 +9,11 @@ largest term is exactly 1, so the sum cannot underflow to 0 either. Logits of +-
 import numpy as np
 
 
+# |logit| at most this: exp needs no shift (e^60 ~ 1e26; float32 overflows above e^88, and a row sum
+# of V such terms stays finite for any vocabulary that fits in memory).
+SAFE_LOGIT = 60.0
+
+
 def log_softmax(logits, axis=-1):
     """log(softmax(logits)) along ``axis``, computed as shifted - log(sum(exp(shifted))). Same shape."""
     shifted = logits - logits.max(axis=axis, keepdims=True)
@@ -51,14 +56,19 @@ def softmax_cross_entropy(logits, targets, overwrite_logits=False):
     rows = np.arange(n)
     # The same steps as log_softmax and softmax, fused into one (N, V) buffer: every pass over the
     # (N, V) array costs time when V is large, so we make as few as we can.
+    in_place = overwrite_logits and np.issubdtype(flat_logits.dtype, np.floating) and flat_logits.flags.writeable
     row_max = flat_logits.max(axis=-1, keepdims=True)
-    if overwrite_logits and np.issubdtype(flat_logits.dtype, np.floating) and flat_logits.flags.writeable:
+    if row_max.size and -SAFE_LOGIT <= row_max.min() and row_max.max() <= SAFE_LOGIT:
+        # The shift by the row's largest logit only keeps exp from overflowing (and a row's sum
+        # from underflowing to 0). Logits this close to 0 need no guard, so we save its pass.
+        shifted = flat_logits
+    elif in_place:
         shifted = np.subtract(flat_logits, row_max, out=flat_logits)
     else:
         shifted = flat_logits - row_max  # every row's largest is now 0
-    picked = shifted[rows, flat_targets].astype(np.float64)  # the target's shifted logit, (N,)
-    exps = np.exp(shifted, out=shifted)
-    sums = exps.sum(axis=-1, keepdims=True)  # (N, 1), each >= 1
+    picked = shifted[rows, flat_targets].astype(np.float64)  # the target's (shifted) logit, (N,)
+    exps = np.exp(shifted, out=shifted if in_place or shifted is not flat_logits else None)
+    sums = exps.sum(axis=-1, keepdims=True)  # (N, 1), each > 0
     # -log p[target] = log(sum(exp(shifted))) - shifted[target]
     loss = np.mean(np.log(sums[:, 0].astype(np.float64)) - picked)
     # d(loss)/d(logits) = (softmax - onehot(target)) / N; softmax / N = exps * (1 / (N * sums))
