@@ -214,3 +214,30 @@ def test_loss_matches_log_softmax_with_and_without_the_shift(scale, overwrite, r
     loss, dlogits = softmax_cross_entropy(logits.copy() if overwrite else logits, targets, overwrite)
     assert loss == pytest.approx(expected_loss, rel=1e-12)
     np.testing.assert_allclose(dlogits, expected_grad, rtol=1e-10, atol=1e-15)
+
+
+def test_row_blocks(monkeypatch):
+    from lstm_from_scratch.nn import fast_lstm
+
+    monkeypatch.setattr(fast_lstm, "SPLIT_SMALL_PRODUCTS", True)
+    assert fast_lstm.row_blocks(24, 128, 512) == [slice(0, 12), slice(12, 24)]  # 12 * 128 * 512 < 10^6
+    assert fast_lstm.row_blocks(1, 128, 512) == [slice(0, 1)]
+    assert fast_lstm.row_blocks(200, 128, 512) == [slice(0, 200)]  # would need too many blocks
+    monkeypatch.setattr(fast_lstm, "SPLIT_SMALL_PRODUCTS", False)
+    assert fast_lstm.row_blocks(24, 128, 512) == [slice(0, 24)]
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_fast_lstm_same_numbers_with_or_without_row_blocks(split, rng, monkeypatch):
+    from lstm_from_scratch.nn import fast_lstm
+
+    monkeypatch.setattr(fast_lstm, "SMALL_PRODUCT", 2 * 4 * H * H)  # 2-row blocks at this tiny size
+    monkeypatch.setattr(fast_lstm, "SPLIT_SMALL_PRODUCTS", split)
+    slow, fast = random_pair(rng)
+    ids = rng.integers(0, D, (T, 5))
+    dhs = rng.standard_normal((T, 5, H))
+    np.testing.assert_allclose(fast.forward(ids), slow.forward(ids), rtol=1e-12, atol=1e-14)
+    fast.backward(dhs)
+    slow.backward(dhs)
+    for key in slow.grads:
+        np.testing.assert_allclose(fast.grads[key], slow.grads[key], rtol=1e-12, atol=1e-13, err_msg=key)

@@ -30,6 +30,8 @@ arrays inside the loop):
    which leaves five elementwise calls and one product per step.
 5. **The scatter-add for id input without ``np.add.at``** (``scatter_add_rows_fast``).
 """
+import os
+
 import numpy as np
 
 from .layers import check_ids
@@ -66,21 +68,39 @@ def scatter_add_rows_fast(ids, dout, num_rows):
     return dW
 
 
-# OpenBLAS multiplies matrices of at most 10^6 multiply-adds on one thread with a kernel made for
-# small shapes; above that it packs the matrices and splits the work across its threads. For the
-# step product (24, 128) @ (128, 512), 1.6 * 10^6, that split costs more than it saves, and it stalls
-# whenever another program holds one of the cores. So the loops below run it as row blocks of at most
-# 10^6 (two blocks of 12 rows here): the same arithmetic, on one thread, whatever the thread setting.
+# OpenBLAS's AVX-512 ("SkylakeX") kernels multiply matrices of at most 10^6 multiply-adds on one thread
+# with a kernel made for small shapes; above that they pack the matrices and split the work across
+# threads. For the step product (24, 128) @ (128, 512), 1.6 * 10^6, that split costs more than it
+# saves, and it stalls whenever another program holds one of the cores. So the loops below run it
+# as row blocks under 10^6 (two blocks of 12 rows here): the same arithmetic, on one thread. Other
+# kernels (OpenBLAS forced to Haswell, for example) have no such path, and there one call is faster.
 SMALL_PRODUCT = 10**6
+
+
+def _blas_has_small_kernel():
+    """True when NumPy's BLAS is OpenBLAS and will run its AVX-512 kernels (the CPU has them and
+    ``OPENBLAS_CORETYPE`` does not force an older core)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as cpu
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except (ImportError, KeyError, TypeError):  # another NumPy layout: do not guess
+        return False
+    core = os.environ.get("OPENBLAS_CORETYPE", "").strip().lower()
+    forced_other = core not in ("", "skylakex", "cooperlake", "sapphirerapids")
+    return "openblas" in str(blas).lower() and bool(cpu.get("AVX512_SKX")) and not forced_other
+
+
+SPLIT_SMALL_PRODUCTS = _blas_has_small_kernel()
 
 
 def row_blocks(rows, inner, cols, max_blocks=4):
     """Slices that cut ``rows`` into the fewest equal blocks whose (block, inner) @ (inner, cols)
     products each have at most ``SMALL_PRODUCT`` multiply-adds; one block if that needs more than
-    ``max_blocks`` (then the product is big enough to use the threads well)."""
+    ``max_blocks`` (then the product is big enough to use the threads well), or if the BLAS has no
+    small-matrix kernel (``SPLIT_SMALL_PRODUCTS`` is False)."""
     per_block = max(1, SMALL_PRODUCT // max(1, inner * cols))
     count = -(-rows // per_block)
-    if count <= 1 or count > max_blocks:
+    if not SPLIT_SMALL_PRODUCTS or count <= 1 or count > max_blocks:
         return [slice(0, rows)]
     size = -(-rows // count)
     return [slice(start, start + size) for start in range(0, rows, size)]
