@@ -12,14 +12,15 @@ NumPy call inside it, so the aim is few calls per step, each on a whole (B, 4H) 
 arrays inside the loop):
 
 1. **One tanh for all four gates.** ``sigmoid(a) = 0.5 + 0.5 * tanh(a / 2)``. The i, f, o columns of
-   ``Wx``, ``Wh`` and ``b`` are halved once per call (``GATE_SCALE``), so a single ``tanh`` over the
-   (B, 4H) slab gives tanh(a/2) for i, f, o and tanh(a) for g; one multiply and one add
-   (``GATE_MUL``, ``GATE_ADD``) then turn the i, f, o blocks into sigmoids and leave g alone.
-2. **The input projection for all steps at once**, before the loop: a row gather ``Wx[ids]`` for ids,
-   one (T*B, D) @ (D, 4H) product for floats. Its buffer then becomes ``gates``: step t overwrites
-   its slice in place.
+   ``Wx``, ``Wh`` and ``b`` are halved once per call (``scale`` from ``_gate_constants``), so a single
+   ``tanh`` over the (B, 4H) slab gives tanh(a/2) for i, f, o and tanh(a) for g; one multiply and one
+   add (``mul``, ``add``) then turn the i, f, o blocks into sigmoids and leave g alone.
+2. **The input projection for all steps at once**, before the loop: a row gather ``(Wx + b)[ids]``
+   for ids, one (T*B, D) @ (D, 4H) product for floats. Its buffer then becomes ``gates``: step t
+   overwrites its slice in place.
 3. **``out=`` everywhere inside the loops**, into the (T, ...) arrays that backward needs anyway, or
-   into two small scratch arrays made once per batch size.
+   into private work arrays made once per (T, B) and reused (``_scratch``): fresh multi-megabyte
+   arrays cost page faults at every call.
 4. **Backward moves every factor that does not depend on the recurrence out of the loop**, computed
    for all T at once: with s' the gate derivatives (i(1-i), f(1-f), 1-g^2, o(1-o))::
 
@@ -27,8 +28,11 @@ arrays inside the loop):
        da_i,f,g = dc_t * K_t                               K = [g s'_i, c_{t-1} s'_f, i s'_g]
        da_o    = dh_t * L_t                                L = tanh(c) * s'_o
 
-   which leaves five elementwise calls and one product per step.
+   which leaves six elementwise calls and one product per step.
 5. **The scatter-add for id input without ``np.add.at``** (``scatter_add_rows_fast``).
+6. **The step products in row blocks** small enough for OpenBLAS's single-thread small-matrix kernel,
+   where it has one (``row_blocks``).
+7. **``step``**, one time step for generation at batch 1, with nothing kept for backward.
 """
 import os
 
