@@ -154,7 +154,7 @@ class FastLSTM(LSTM):
 
     def ids_step(self, x):
         """True when ``x`` holds token ids (checked to lie in [0, D)), False for float features."""
-        if not np.issubdtype(x.dtype, np.integer):
+        if x.dtype.kind not in "iu":  # not a signed or unsigned integer type
             return False
         if x.size == 1:  # the batch-1 case of generation: a plain Python comparison is cheapest
             if not 0 <= int(x.reshape(-1)[0]) < self.input_size:

@@ -171,6 +171,7 @@ class Model:
                 self.grads[name] = layer.grads[key]
         self.training = False
         self.final_state = None
+        self._num_lstms = len(self.lstm_layers)
 
     def _build(self, config, rng):
         V, dtype = config["vocab_size"], self.dtype
@@ -276,11 +277,10 @@ class Model:
         arithmetic of one step (``FastLSTM.step``, ``x @ W + b``), with no caches for backward.
         """
         ids = np.asarray(ids).reshape(-1)
-        lstms = self.lstm_layers
         if state is None:
             state = self.initial_state(ids.size)
-        elif len(state) != len(lstms):
-            raise ValueError(f"Model.step: state needs {len(lstms)} (h, c) pairs, got {len(state)}")
+        elif len(state) != self._num_lstms:
+            raise ValueError(f"Model.step: state needs {self._num_lstms} (h, c) pairs, got {len(state)}")
         if self.training:
             self.set_training(False)
         out, new_state = ids, []
