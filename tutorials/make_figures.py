@@ -55,6 +55,11 @@ def run_tutorial(prefix, names):
     return written
 
 
+def tutorial_01():
+    """Tutorial 1: the vocabulary sizes, raw against normalized, and a piano roll."""
+    return run_tutorial("01", ["01-vocabulary.png", "01-piano-roll.png"])
+
+
 def tutorial_03():
     """Tutorial 3: the gates of a hand-wired LSTM over 20 tokens."""
     return run_tutorial("03", ["03-gate-activations.png"])
@@ -75,7 +80,7 @@ def tutorial_06():
     return run_tutorial("06", ["06-loss-vs-logit-scale.png"])
 
 
-TUTORIALS = {"03": tutorial_03, "04": tutorial_04, "05": tutorial_05, "06": tutorial_06}
+TUTORIALS = {"01": tutorial_01, "03": tutorial_03, "04": tutorial_04, "05": tutorial_05, "06": tutorial_06}
 
 
 def main(argv):
