@@ -65,7 +65,10 @@ def scatter_add_rows_fast(ids, dout, num_rows):
     max_rounds = 16
     for k in range(min(int(counts.max()), max_rounds)):
         picked = order[rank == k]
-        dW[ids[picked]] += rows[picked]
+        if k == 0:  # every id's first occurrence: the rows are still zero, so assign
+            dW[ids[picked]] = rows[picked]
+        else:
+            dW[ids[picked]] += rows[picked]
     for start, count in zip(starts[counts > max_rounds], counts[counts > max_rounds]):
         token = sorted_ids[start]
         dW[token] += rows[order[start + max_rounds : start + count]].sum(axis=0)
