@@ -56,7 +56,8 @@ def softmax_cross_entropy(logits, targets, overwrite_logits=False):
     rows = np.arange(n)
     # The same steps as log_softmax and softmax, fused into one (N, V) buffer: every pass over the
     # (N, V) array costs time when V is large, so we make as few as we can.
-    in_place = overwrite_logits and np.issubdtype(flat_logits.dtype, np.floating) and flat_logits.flags.writeable
+    floating = np.issubdtype(flat_logits.dtype, np.floating)
+    in_place = overwrite_logits and floating and flat_logits.flags.writeable
     row_max = flat_logits.max(axis=-1, keepdims=True)
     if row_max.size and -SAFE_LOGIT <= row_max.min() and row_max.max() <= SAFE_LOGIT:
         # The shift by the row's largest logit only keeps exp from overflowing (and a row's sum
