@@ -80,7 +80,27 @@ def tutorial_06():
     return run_tutorial("06", ["06-loss-vs-logit-scale.png"])
 
 
-TUTORIALS = {"01": tutorial_01, "03": tutorial_03, "04": tutorial_04, "05": tutorial_05, "06": tutorial_06}
+def run_full(prefix, names):
+    """``run_tutorial`` with ``LSTM_TUTORIAL_FULL=1``: tutorials that train a net read it and use a
+    larger config (more tunes, more hidden units, more epochs) than the quick one the tests run."""
+    previous = os.environ.get("LSTM_TUTORIAL_FULL")
+    os.environ["LSTM_TUTORIAL_FULL"] = "1"
+    try:
+        return run_tutorial(prefix, names)
+    finally:
+        if previous is None:
+            del os.environ["LSTM_TUTORIAL_FULL"]
+        else:
+            os.environ["LSTM_TUTORIAL_FULL"] = previous
+
+
+def tutorial_07():
+    """Tutorial 7: one LSTM trained with SGD (two learning rates), RMSprop and Adam."""
+    return run_full("07", ["07-optimizer-comparison.png"])
+
+
+TUTORIALS = {"01": tutorial_01, "03": tutorial_03, "04": tutorial_04, "05": tutorial_05, "06": tutorial_06,
+             "07": tutorial_07}
 
 
 def main(argv):
