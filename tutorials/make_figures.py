@@ -99,8 +99,13 @@ def tutorial_07():
     return run_full("07", ["07-optimizer-comparison.png"])
 
 
+
+def tutorial_08():
+    """Tutorial 8: training and validation loss of an LSTM that over-fits the built-in tunes."""
+    return run_full("08", ["08-overfitting.png"])
+
 TUTORIALS = {"01": tutorial_01, "03": tutorial_03, "04": tutorial_04, "05": tutorial_05, "06": tutorial_06,
-             "07": tutorial_07}
+             "07": tutorial_07, "08": tutorial_08}
 
 
 def main(argv):
