@@ -35,6 +35,7 @@ arrays inside the loop):
 7. **``step``**, one time step for generation at batch 1, with nothing kept for backward.
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -111,6 +112,21 @@ def row_blocks(rows, inner, cols, max_blocks=4):
         return [slice(0, rows)]
     size = -(-rows // count)
     return [slice(start, start + size) for start in range(0, rows, size)]
+
+
+_BACKGROUND = []
+
+
+def background():
+    """One worker thread for big matrix products that can run while this thread does other work.
+
+    NumPy lets go of Python's lock inside a matrix product, so the product and the work here use two
+    cores at once. That pays when BLAS runs one thread (as ``lstm-music`` does); with more BLAS
+    threads both cores are busy anyway and it changes little. Started on first use.
+    """
+    if not _BACKGROUND:
+        _BACKGROUND.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-background"))
+    return _BACKGROUND[0]
 
 
 class FastLSTM(LSTM):
@@ -294,10 +310,15 @@ class FastLSTM(LSTM):
         self.dinitial_state = (dh_next, dc_next)
 
         da_flat = da.reshape(T * B, 4 * H)
-        self.grads["Wh"] = self.hs_all[:-1].reshape(T * B, H).T @ da_flat
+        h_prevs = self.hs_all[:-1].reshape(T * B, H)
+        # dWh, one big product, on the second thread while this one does the rest (see background()).
+        dWh = background().submit(np.matmul, h_prevs.T, da_flat)
         self.grads["b"] = da_flat.sum(axis=0)
         if self.ids_input:
             self.grads["Wx"] = scatter_add_rows_fast(self.x, da_flat, self.input_size)
-            return None
-        self.grads["Wx"] = self.x.reshape(T * B, -1).T @ da_flat
-        return (da_flat @ Wx.T).reshape(T, B, -1)
+            dx = None
+        else:
+            self.grads["Wx"] = self.x.reshape(T * B, -1).T @ da_flat
+            dx = (da_flat @ Wx.T).reshape(T, B, -1)
+        self.grads["Wh"] = dWh.result()
+        return dx

@@ -24,12 +24,11 @@ those names, and ``model.params[name]`` is the very array the layer uses, so an 
 it in place updates the layer.
 """
 import copy
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import LstmMusicError
-from .fast_lstm import FastLSTM
+from .fast_lstm import FastLSTM, background
 from .layers import Dense, Dropout, Embedding, LastStep, OneHot
 from .losses import softmax_cross_entropy
 from .lstm import LSTM
@@ -261,7 +260,7 @@ class Model:
         for layer in reversed(self.layers):
             if isinstance(layer, Dense):
                 dz = layer.backward_activation(dout)
-                pending.append(_background().submit(layer.backward_weights, dz))
+                pending.append(background().submit(layer.backward_weights, dz))
                 dout = layer.backward_input(dz)
             else:
                 dout = layer.backward(dout)
@@ -337,16 +336,6 @@ class Model:
                 )
         for name, value in arrays.items():
             self.params[name][...] = value
-
-
-_BACKGROUND = []
-
-
-def _background():
-    """The one worker thread ``Model.backward`` hands weight gradients to, started on first use."""
-    if not _BACKGROUND:
-        _BACKGROUND.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="weight-gradients"))
-    return _BACKGROUND[0]
 
 
 def _kind(layer):
