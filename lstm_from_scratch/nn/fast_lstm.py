@@ -35,10 +35,10 @@ arrays inside the loop):
 7. **``step``**, one time step for generation at batch 1, with nothing kept for backward.
 """
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .fast_background import background
 from .layers import check_ids
 from .lstm import LSTM
 
@@ -112,21 +112,6 @@ def row_blocks(rows, inner, cols, max_blocks=4):
         return [slice(0, rows)]
     size = -(-rows // count)
     return [slice(start, start + size) for start in range(0, rows, size)]
-
-
-_BACKGROUND = []
-
-
-def background():
-    """One worker thread for big matrix products that can run while this thread does other work.
-
-    NumPy lets go of Python's lock inside a matrix product, so the product and the work here use two
-    cores at once. That pays when BLAS runs one thread (as ``lstm-music`` does); with more BLAS
-    threads both cores are busy anyway and it changes little. Started on first use.
-    """
-    if not _BACKGROUND:
-        _BACKGROUND.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-background"))
-    return _BACKGROUND[0]
 
 
 class FastLSTM(LSTM):
@@ -311,7 +296,7 @@ class FastLSTM(LSTM):
 
         da_flat = da.reshape(T * B, 4 * H)
         h_prevs = self.hs_all[:-1].reshape(T * B, H)
-        # dWh, one big product, on the second thread while this one does the rest (see background()).
+        # dWh, one big product, on the worker thread while this one does the rest (fast_background.py).
         dWh = background().submit(np.matmul, h_prevs.T, da_flat)
         self.grads["b"] = da_flat.sum(axis=0)
         if self.ids_input:

@@ -8,6 +8,11 @@ largest term is exactly 1, so the sum cannot underflow to 0 either. Logits of +-
 """
 import numpy as np
 
+from .fast_background import background
+
+
+# Logit arrays with at least this many numbers are split between two threads.
+PARALLEL_SIZE = 2**18
 
 # |logit| at most this: exp needs no shift (e^60 ~ 1e26; float32 overflows above e^88, and a row sum
 # of V such terms stays finite for any vocabulary that fits in memory).
@@ -53,26 +58,46 @@ def softmax_cross_entropy(logits, targets, overwrite_logits=False):
     flat_logits = logits.reshape(-1, num_classes)
     flat_targets = targets.reshape(-1)
     n = flat_targets.size
-    rows = np.arange(n)
-    # The same steps as log_softmax and softmax, fused into one (N, V) buffer: every pass over the
-    # (N, V) array costs time when V is large, so we make as few as we can.
     floating = np.issubdtype(flat_logits.dtype, np.floating)
-    in_place = overwrite_logits and floating and flat_logits.flags.writeable
-    row_max = flat_logits.max(axis=-1, keepdims=True)
+    if overwrite_logits and floating and flat_logits.flags.writeable:
+        dlogits = flat_logits
+    else:
+        dlogits = np.empty(flat_logits.shape, dtype=flat_logits.dtype if floating else np.float64)
+    # Each row is its own softmax, so for a big array a second thread does the second half of the
+    # rows while this one does the first (nn/fast_background.py).
+    half = n // 2 if flat_logits.size >= PARALLEL_SIZE else n
+    second = None
+    if half < n:
+        second = background().submit(_rows_loss, flat_logits[half:], flat_targets[half:], dlogits[half:], n)
+    total = _rows_loss(flat_logits[:half], flat_targets[:half], dlogits[:half], n)
+    if second is not None:
+        total += second.result()
+    return float(total / n), dlogits.reshape(logits.shape)
+
+
+def _rows_loss(logits, targets, out, n):
+    """The loss and gradient for some rows: logits (M, V), targets (M,), out (M, V) (may be logits
+    itself); n is the number of targets in the whole batch. Writes (softmax - onehot(targets)) / n
+    into out and returns the sum of -log p[target] over these M rows, as a float.
+
+    The same steps as log_softmax and softmax, fused into the one (M, V) array ``out``: every pass
+    over it costs time when V is large, so we make as few as we can.
+    """
+    rows = np.arange(targets.size)
+    row_max = logits.max(axis=-1, keepdims=True)
     if row_max.size and -SAFE_LOGIT <= row_max.min() and row_max.max() <= SAFE_LOGIT:
         # The shift by the row's largest logit only keeps exp from overflowing (and a row's sum
         # from underflowing to 0). Logits this close to 0 need no guard, so we save its pass.
-        shifted = flat_logits
-    elif in_place:
-        shifted = np.subtract(flat_logits, row_max, out=flat_logits)
+        picked = logits[rows, targets].astype(np.float64)  # the target's logit, (M,)
+        exps = np.exp(logits, out=out)
     else:
-        shifted = flat_logits - row_max  # every row's largest is now 0
-    picked = shifted[rows, flat_targets].astype(np.float64)  # the target's (shifted) logit, (N,)
-    exps = np.exp(shifted, out=shifted if in_place or shifted is not flat_logits else None)
-    sums = exps.sum(axis=-1, keepdims=True)  # (N, 1), each > 0
-    # -log p[target] = log(sum(exp(shifted))) - shifted[target]
-    loss = np.mean(np.log(sums[:, 0].astype(np.float64)) - picked)
-    # d(loss)/d(logits) = (softmax - onehot(target)) / N; softmax / N = exps * (1 / (N * sums))
-    dlogits = np.multiply(exps, 1 / (n * sums), out=exps)
-    dlogits[rows, flat_targets] -= 1 / n
-    return float(loss), dlogits.reshape(logits.shape)
+        shifted = np.subtract(logits, row_max, out=out)  # every row's largest is now 0
+        picked = shifted[rows, targets].astype(np.float64)
+        exps = np.exp(shifted, out=out)
+    sums = exps.sum(axis=-1, keepdims=True)  # (M, 1), each > 0
+    # -log p[target] = log(sum(exp(shifted))) - shifted[target], for any shift
+    total = float(np.sum(np.log(sums[:, 0].astype(np.float64)) - picked))
+    # d(loss)/d(logits) = (softmax - onehot(target)) / n; softmax / n = exps * (1 / (n * sums))
+    np.multiply(exps, 1 / (n * sums), out=out)
+    out[rows, targets] -= 1 / n
+    return total

@@ -28,7 +28,8 @@ import copy
 import numpy as np
 
 from ..errors import LstmMusicError
-from .fast_lstm import FastLSTM, background
+from .fast_background import background
+from .fast_lstm import FastLSTM
 from .layers import Dense, Dropout, Embedding, LastStep, OneHot
 from .losses import softmax_cross_entropy
 from .lstm import LSTM

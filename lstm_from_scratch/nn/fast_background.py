@@ -1,0 +1,23 @@
+"""One worker thread, for work that can run at the same time as the main thread's.
+
+NumPy lets go of Python's lock (the GIL) inside matrix products and inside ufunc loops on large
+arrays, so a NumPy call on this thread and one on the main thread use two cores at once. The fast
+paths use it for work that does not depend on what the main thread does next:
+
+- ``Model.backward``: a Dense layer's weight gradient, while the layers below run their backward;
+- ``FastLSTM.backward``: the product for ``dWh``, while the main thread does the scatter-add;
+- ``softmax_cross_entropy``: the second half of the rows, while the main thread does the first.
+
+Every result is the same as on one thread: the same operations on the same numbers. It pays most
+when BLAS runs one thread (as ``lstm-music`` does), since the second core would otherwise idle.
+"""
+from concurrent.futures import ThreadPoolExecutor
+
+_WORKER = []
+
+
+def background():
+    """The worker (a ``ThreadPoolExecutor`` with one thread), started on first use."""
+    if not _WORKER:
+        _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-background"))
+    return _WORKER[0]
