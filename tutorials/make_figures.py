@@ -104,8 +104,13 @@ def tutorial_08():
     """Tutorial 8: training and validation loss of an LSTM that over-fits the built-in tunes."""
     return run_full("08", ["08-overfitting.png"])
 
+
+def tutorial_09():
+    """Tutorial 9: next-chunk probabilities at three temperatures, and a generated piece."""
+    return run_full("09", ["09-temperature.png", "09-sample.png"])
+
 TUTORIALS = {"01": tutorial_01, "03": tutorial_03, "04": tutorial_04, "05": tutorial_05, "06": tutorial_06,
-             "07": tutorial_07, "08": tutorial_08}
+             "07": tutorial_07, "08": tutorial_08, "09": tutorial_09}
 
 
 def main(argv):
