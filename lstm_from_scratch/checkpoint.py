@@ -138,6 +138,8 @@ def load_checkpoint(path):
         meta = json.loads(meta_bytes.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(path, f"the metadata is not valid JSON ({error})") from error
+    except RecursionError:  # json.loads on thousands of nested brackets
+        raise CheckpointError(path, "the metadata is not usable JSON (nested too deeply)") from None
     if not isinstance(meta, dict):
         raise CheckpointError(path, "the metadata is not a JSON object")
     version = meta.get("format_version")

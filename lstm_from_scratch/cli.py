@@ -8,6 +8,7 @@ training saves the run and exits 130.
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -61,11 +62,62 @@ def warn(text):
     print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
-def output_path(path):
-    """``Path(path)``, after creating its folder if needed (so ``-o new/piece.mid`` just works)."""
+def output_path(path, inputs=(), create=True):
+    """``Path(path)``, after creating its folder if needed (so ``-o new/piece.mid`` just works).
+
+    ``create=False`` only checks. Raises ``UsageError`` when ``path`` is a folder, lies under a
+    file, or is the same file as one of ``inputs``: writing it would fail with a confusing message,
+    or replace the input.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; name the file to write")
+    for source in inputs:
+        if source is None or not (path.exists() and Path(source).exists()):
+            continue
+        if os.path.samefile(path, source):
+            raise UsageError(f"{path} is also an input; write to another file so the input is kept")
+    check_folder(path.parent)
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_folder(folder):
+    """``Path(folder)``; ``UsageError`` if it, or the nearest of its parents that exists, is a file."""
+    folder = Path(folder)
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{parent} is a file, not a folder")
+            break
+    return folder
+
+
+def refuse_existing_run(run_dir, replaceable=None, hint=""):
+    """``UsageError`` if ``run_dir`` already holds a run's checkpoints: a new run would replace them.
+
+    ``replaceable(meta)`` may accept the run found there (the demo replaces an earlier demo).
+    """
+    found = [name for name in ("last.npz", "best.npz") if (Path(run_dir) / name).exists()]
+    if not found:
+        return
+    if replaceable is not None:
+        from .checkpoint import CheckpointError, load_checkpoint
+        try:
+            if replaceable(load_checkpoint(Path(run_dir) / found[0])[1]):
+                return
+        except CheckpointError:
+            pass
+    raise UsageError(f"{run_dir} already holds a training run ({found[0]}); to keep it, choose "
+                     f"another folder{hint}")
+
+
+def path_argument(text):
+    """The argparse type of every path argument: an empty one would silently mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
 
 
 def _show_progress():
@@ -128,23 +180,27 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model on MIDI files")
-    train.add_argument("data", metavar="DATA",
+    train.add_argument("data", metavar="DATA", type=path_argument,
                        help="a folder of MIDI files, one MIDI file, a chunk text file, or 'builtin'")
     _add_model_options(train)
     _add_training_options(train)
     _add_event_options(train)
-    train.add_argument("--out", metavar="RUN_DIR", help="where to write the run (default runs/<time>)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (only --epochs may change)")
+    train.add_argument("--out", metavar="RUN_DIR", type=path_argument,
+                       help="where to write the run (default runs/<time>)")
+    train.add_argument("--resume", metavar="RUN_DIR", type=path_argument,
+                       help="continue the run in RUN_DIR (only --epochs may change)")
     train.set_defaults(run=run_train)
 
     generate = commands.add_parser("generate", help="write new music with a trained model")
-    generate.add_argument("checkpoint", metavar="CHECKPOINT", help="a .npz checkpoint or a run folder")
-    generate.add_argument("-o", "--out", required=True, metavar="OUT.mid")
+    generate.add_argument("checkpoint", metavar="CHECKPOINT", type=path_argument,
+                          help="a .npz checkpoint or a run folder")
+    generate.add_argument("-o", "--out", required=True, metavar="OUT.mid", type=path_argument)
     generate.add_argument("--length", type=int, default=500, help="chunks to generate (default 500)")
     generate.add_argument("--temperature", type=float, default=1.0, help="0 = always the likeliest chunk")
     generate.add_argument("--top-k", type=int, metavar="K", help="sample among the K likeliest chunks only")
     generate.add_argument("--seed", type=int, default=0, help="the same seed gives the same piece")
-    generate.add_argument("--prime", metavar="FILE", help="a .mid or chunk .txt file to start from")
+    generate.add_argument("--prime", metavar="FILE", type=path_argument,
+                          help="a .mid or chunk .txt file to start from")
     generate.add_argument("--include-prime", action="store_true", help="put the prime at the start of the output")
     # The default is the seeds' plain roulette wheel: chunk i with probability p_i / sum(p). The note
     # rules are an opt-in extra (taught in tutorial 9), so that what a student hears is the net alone.
@@ -159,7 +215,7 @@ def build_parser():
     generate.set_defaults(run=run_generate)
 
     compare = commands.add_parser("compare", help="train the same model with several optimizers")
-    compare.add_argument("data", metavar="DATA")
+    compare.add_argument("data", metavar="DATA", type=path_argument)
     compare.add_argument("--optimizers", nargs="+", choices=["sgd", "adam", "rmsprop"],
                          default=["sgd", "adam", "rmsprop"])
     compare.add_argument("--lrs", nargs="+", type=float, metavar="LR",
@@ -168,33 +224,34 @@ def build_parser():
     _add_model_options(compare)
     _add_training_options(compare, optimizer=False)
     _add_event_options(compare)
-    compare.add_argument("--out", required=True, metavar="DIR")
+    compare.add_argument("--out", required=True, metavar="DIR", type=path_argument)
     compare.set_defaults(run=run_compare)
 
     render = commands.add_parser("render", help="synthesize a MIDI file to WAV")
-    render.add_argument("midi", metavar="IN.mid")
-    render.add_argument("-o", "--out", required=True, metavar="OUT.wav")
+    render.add_argument("midi", metavar="IN.mid", type=path_argument)
+    render.add_argument("-o", "--out", required=True, metavar="OUT.wav", type=path_argument)
     render.set_defaults(run=run_render)
 
     plot = commands.add_parser("plot", help="draw a MIDI file as a piano roll")
-    plot.add_argument("midi", metavar="IN.mid")
-    plot.add_argument("-o", "--out", required=True, metavar="roll.png")
+    plot.add_argument("midi", metavar="IN.mid", type=path_argument)
+    plot.add_argument("-o", "--out", required=True, metavar="roll.png", type=path_argument)
     plot.set_defaults(run=run_plot)
 
     encode = commands.add_parser("encode", help="MIDI file or folder -> chunk text")
-    encode.add_argument("source", metavar="IN.mid|DIR")
-    encode.add_argument("-o", "--out", required=True, metavar="OUT.txt")
+    encode.add_argument("source", metavar="IN.mid|DIR", type=path_argument)
+    encode.add_argument("-o", "--out", required=True, metavar="OUT.txt", type=path_argument)
     _add_event_options(encode)
     encode.set_defaults(run=run_encode)
 
     decode = commands.add_parser("decode", help="chunk text -> MIDI")
-    decode.add_argument("source", metavar="IN.txt")
-    decode.add_argument("-o", "--out", required=True, metavar="OUT.mid")
+    decode.add_argument("source", metavar="IN.txt", type=path_argument)
+    decode.add_argument("-o", "--out", required=True, metavar="OUT.mid", type=path_argument)
     decode.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="beats per minute (default 120)")
     decode.set_defaults(run=run_decode)
 
     demo = commands.add_parser("demo", help="train a small model on the built-in tunes and play it")
-    demo.add_argument("--out", default="lstm-music-demo", metavar="DIR", help="default ./lstm-music-demo")
+    demo.add_argument("--out", default="lstm-music-demo", metavar="DIR", type=path_argument,
+                      help="default ./lstm-music-demo")
     demo.add_argument("--epochs", type=int, help=f"default {DEMO_TRAINING['epochs']}")
     demo.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # for the test suite
     demo.set_defaults(run=run_demo)
@@ -224,6 +281,9 @@ def main(argv=None):
     except OSError as error:
         where = error.filename if error.filename is not None else ""
         return _fail(f"{where}: {error.strerror or error}" if where else str(error), EXIT_INPUT)
+    except MemoryError as error:
+        return _fail(f"out of memory ({error}); try a smaller --hidden, --layers, --embedding or "
+                     f"--batch-size", EXIT_INPUT)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
 
@@ -347,8 +407,7 @@ def format_record(record, epochs):
 
 
 def run_train(args):
-    from .music.vocab import Vocabulary
-    from .train import TrainConfig, load_run, prepare_data, train
+    from .train import load_run, run_settings
 
     if args.resume is not None:
         changed = [name for name in ("preset", "hidden", "layers", "dropout", "embedding", "optimizer",
@@ -359,26 +418,34 @@ def run_train(args):
         if changed:
             flags = ", ".join("--" + name.replace("_", "-") for name in changed)
             raise UsageError(f"a resumed run keeps its settings; only --epochs may change (got {flags})")
-        from .music.events import EventSettings
         if Path(args.resume).is_file():
             raise UsageError(f"--resume takes the run folder (the one holding last.npz), not {args.resume}")
         path, _, meta = load_run(args.resume)
-        settings = EventSettings.from_dict(meta["event_settings"])
-        config = TrainConfig.from_dict(meta["train_config"])
+        settings, config, vocab = run_settings(path, meta)
         if args.epochs is not None:
             config = dataclasses.replace(config, epochs=args.epochs)
         sequences, settings = load_pieces(args.data, settings)
-        dataset = prepare_data(sequences, settings, config, vocab=Vocabulary(meta["vocabulary"]))
+        dataset = prepare(args.data, sequences, settings, config, vocab=vocab)
         say(f"resuming {path} after epoch {meta['epoch']}" + (f", batch {meta['batch']}" if meta["batch"] else ""))
         return _train_and_report(args.data, dataset, meta["model_config"], config, Path(args.resume), True)
 
     settings = event_settings(args)
     config = train_config(args)
     model = model_config(args)
+    run_dir = check_folder(args.out if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    refuse_existing_run(run_dir, hint=f", or continue it with --resume {run_dir}")
     sequences, settings = load_pieces(args.data, settings)
-    dataset = prepare_data(sequences, settings, config)
-    run_dir = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    dataset = prepare(args.data, sequences, settings, config)
     return _train_and_report(args.data, dataset, model, config, run_dir, False)
+
+
+def prepare(data, sequences, settings, config, vocab=None):
+    """``train.prepare_data``, with DATA named in its errors (a --seq-len too long for it, say)."""
+    from .train import prepare_data
+    try:
+        return prepare_data(sequences, settings, config, vocab=vocab)
+    except DataError as error:
+        raise DataError(f"{data}: {error}") from None
 
 
 def _describe(dataset):
@@ -417,10 +484,23 @@ def run_generate(args):
     from .generate import load_trained
     if args.length < 1 or args.temperature < 0 or (args.top_k is not None and args.top_k < 1):
         raise UsageError("--length and --top-k must be >= 1 and --temperature >= 0")
+    for option, value in (("--temperature", args.temperature), ("--max-held-beats", args.max_held_beats)):
+        if not math.isfinite(value):
+            raise UsageError(f"{option} must be a finite number, got {value}")
     if args.max_held_beats < 0:
         raise UsageError("--max-held-beats must be >= 0")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    out = Path(args.out)
+    if out.suffix.lower() in (".txt", ".wav", ".png", ".npz"):
+        raise UsageError(f"-o names the MIDI file (the .txt, .wav and .png are written next to it), "
+                         f"not a {out.suffix} file: {out}")
+    checkpoint = Path(args.checkpoint)
+    inputs = [checkpoint / "last.npz" if checkpoint.is_dir() else checkpoint, args.prime]
+    for path in (out, out.with_suffix(".txt"), out.with_suffix(".wav"), out.with_suffix(".png")):
+        output_path(path, inputs, create=False)  # none of the files written may replace an input
     trained = load_trained(args.checkpoint)
-    written = make_piece(trained, output_path(args.out), args.length, args.temperature, args.top_k,
+    written = make_piece(trained, output_path(out, inputs), args.length, args.temperature, args.top_k,
                          args.seed, args.prime, args.include_prime, _tempo(args.tempo),
                          wav=args.wav, plot=args.plot, rules=args.rules,
                          max_held_beats=args.max_held_beats)
@@ -464,7 +544,7 @@ def make_piece(trained, out, length, temperature=1.0, top_k=None, seed=0, prime=
 def run_compare(args):
     from .generate import load_trained
     from .plots import plot_optimizer_comparison
-    from .train import _write_text, prepare_data
+    from .train import _write_text
 
     if len(set(args.optimizers)) != len(args.optimizers):
         raise UsageError("name each optimizer once in --optimizers")
@@ -473,13 +553,13 @@ def run_compare(args):
         raise UsageError(f"--lrs needs one learning rate per optimizer ({len(args.optimizers)})")
     settings = event_settings(args)
     model = model_config(args)
+    out = check_folder(args.out)
     sequences, settings = load_pieces(args.data, settings)
-    out = Path(args.out)
     histories, summary = {}, {}
     for name, lr in zip(args.optimizers, lrs):
         # The same seed gives every optimizer the same initial weights, split and batch order.
         config = train_config(args, optimizer=name, lr=lr)
-        dataset = prepare_data(sequences, settings, config)
+        dataset = prepare(args.data, sequences, settings, config)
         say(f"--- {name}")
         status = _train_and_report(args.data, dataset, model, config, out / name, False, quiet=True)
         if status:
@@ -500,7 +580,7 @@ def run_compare(args):
 
 def run_render(args):
     from .music.synth import render_midi_to_wav
-    render_midi_to_wav(args.midi, output_path(args.out))
+    render_midi_to_wav(args.midi, output_path(args.out, [args.midi]))
     say(f"wrote {args.out}")
     return 0
 
@@ -508,7 +588,8 @@ def run_render(args):
 def run_plot(args):
     from .music.events import midi_to_notes
     from .plots import plot_piano_roll
-    plot_piano_roll(midi_to_notes(args.midi), output_path(args.out), title=Path(args.midi).name)
+    out = output_path(args.out, [args.midi])
+    plot_piano_roll(midi_to_notes(args.midi), out, title=Path(args.midi).name)
     say(f"wrote {args.out}")
     return 0
 
@@ -518,18 +599,19 @@ def run_encode(args):
     settings = event_settings(args)
     if Path(args.source).suffix.lower() == ".txt":
         raise UsageError(f"{args.source} is already chunk text; encode reads MIDI files or folders")
+    out = output_path(args.out, [args.source])
     sequences, settings = load_pieces(args.source, settings)
-    write_chunk_text(output_path(args.out), sequences, settings)
+    write_chunk_text(out, sequences, settings)
     say(f"wrote {args.out}: {sum(len(piece.chunks) for piece in sequences)} chunks")
     return 0
 
 
 def run_decode(args):
     from .music.events import chunks_to_midi, read_chunk_text
+    out = output_path(args.out, [args.source])
     sequences = [piece for piece in read_chunk_text(args.source) if piece.chunks]
     if not sequences:
         raise DataError(f"{args.source}: no chunks in this chunk text file")
-    out = output_path(args.out)
     tempo = _tempo(args.tempo)
     written = []
     for number, piece in enumerate(sequences, start=1):
@@ -551,13 +633,14 @@ def run_demo(args):
     from .music.corpus import builtin_sequences
     from .train import TrainConfig, prepare_data, train
 
-    out = Path(args.out)
+    out = check_folder(args.out)
     training = TINY_TRAINING if args.tiny else DEMO_TRAINING
     if args.epochs is not None:
         if args.epochs < 1:
             raise UsageError("--epochs must be >= 1")
         training = {**training, "epochs": args.epochs}
     config = TrainConfig(**training)
+    refuse_existing_run(out, replaceable=_made_by_demo)
     settings = EventSettings()
     sequences = builtin_sequences(settings)
     dataset = prepare_data(sequences, settings, config)
@@ -577,3 +660,13 @@ def run_demo(args):
         say(f"  {path}")
     say(f"listen: open {out / 'sample.wav'}  (or play {out / 'sample.mid'} in any MIDI player)")
     return 0
+
+
+def _made_by_demo(meta):
+    """Whether checkpoint metadata comes from an earlier demo (which a new demo may replace)."""
+    from .train import TrainConfig
+    if not isinstance(meta.get("train_config"), dict):
+        return False
+    made_with = {**meta["train_config"], "epochs": None}
+    return any(made_with == {**TrainConfig(**training).to_dict(), "epochs": None}
+               for training in (DEMO_TRAINING, TINY_TRAINING))

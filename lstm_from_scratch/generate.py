@@ -218,20 +218,31 @@ def load_trained(path):
     path, arrays, meta = load_run(path)
     try:
         vocab = Vocabulary(meta["vocabulary"])
+        events.validate_chunks(vocab.tokens, "its vocabulary")  # every id must decode to a playable chunk
         settings = events.EventSettings.from_dict(meta["event_settings"])
+        ticks_per_beat = meta.get("ticks_per_beat", settings.grid)
+        if type(ticks_per_beat) is not int or not 1 <= ticks_per_beat <= 32767:  # bool is not int here
+            raise ValueError(f"ticks_per_beat must be an integer in 1..32767, got {ticks_per_beat!r}")
         model = Model(meta["model_config"])
         if len(vocab) != model.config["vocab_size"]:
             raise ValueError(f"its vocabulary has {len(vocab)} chunks but its model expects "
                              f"{model.config['vocab_size']}")
-        model.load_params({name[len("param/"):]: value for name, value in arrays.items()
-                           if name.startswith("param/")})
+        params = {name[len("param/"):]: value for name, value in arrays.items() if name.startswith("param/")}
+        for name, value in params.items():  # a diverged or edited file: NaN, integer or complex weights
+            if value.dtype.kind != "f":
+                raise ValueError(f"parameter {name} holds {value.dtype} values, not floats")
+            if not np.isfinite(value).all():
+                raise ValueError(f"parameter {name} holds NaN or inf values, not finite floats")
+        model.load_params(params)
         counts = np.asarray(meta.get("token_counts") or np.ones(len(vocab)), dtype=np.float64)
-        if counts.shape != (len(vocab),):
-            raise ValueError("its token counts do not match its vocabulary")
-    except (ValueError, TypeError, KeyError, VocabularyError) as error:
+        usable = counts.shape == (len(vocab),) and np.isfinite(counts).all() and counts.min() >= 0
+        if not usable or counts.sum() <= 0:
+            raise ValueError("its token counts must be one count >= 0 per vocabulary chunk, not all 0")
+    except MemoryError:
+        raise CheckpointError(path, "its model config needs more memory than this computer has") from None
+    except (ValueError, TypeError, KeyError, VocabularyError, events.ChunkError) as error:
         raise CheckpointError(path, f"inconsistent checkpoint: {error}") from None
-    return TrainedModel(model, vocab, settings, int(meta.get("ticks_per_beat", settings.grid)),
-                        counts, path, meta)
+    return TrainedModel(model, vocab, settings, ticks_per_beat, counts, path, meta)
 
 
 def default_prime(trained, rng):

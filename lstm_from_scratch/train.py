@@ -92,6 +92,8 @@ class TrainConfig:
             raise ConfigError(f"the learning rate must be a positive number, got {self.lr!r}")
         if not self.clip >= 0:
             raise ConfigError(f"clip must be >= 0 (0 turns clipping off), got {self.clip!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         if isinstance(self.transpose, bool) or not isinstance(self.transpose, int) or not 0 <= self.transpose <= 12:
             raise ConfigError(f"transpose must be an integer in 0..12 semitones, got {self.transpose!r}")
         if not 0 <= self.val_fraction < 1:
@@ -272,10 +274,12 @@ class _RunState:
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     loss, grads = model.loss(inputs, targets, training=True)
                 if not math.isfinite(loss) or loss > self.exploded:
+                    clipping = (f"a smaller --clip (now {config.clip})" if config.clip > 0
+                                else "gradient clipping (--clip 5; it is off now)")
                     raise TrainingDiverged(
                         f"the training loss became {loss:.4g} at epoch {epoch}, batch {self.batch + 1} "
                         f"(a uniform guess scores {self.uniform:.3g}); try a lower --lr (now "
-                        f"{config.lr}) or a smaller --clip (now {config.clip})")
+                        f"{config.lr}) or {clipping}")
                 clip_grad_norm(grads, config.clip)
                 self.optimizer.step(model.params, grads)
                 self.batch += 1
@@ -346,6 +350,7 @@ class _RunState:
         expected = {key: current[key] for key in ("kind", "vocabulary", "event_settings", "model_config")}
         expected["train_config"] = {**self.config.to_dict(), "epochs": meta.get("train_config", {}).get("epochs")}
         check_compatible(meta, expected, path)
+        progress = run_progress(path, meta, num_batches(len(self.dataset.train_x), self.config.batch_size))
         params = {name[len("param/"):]: value for name, value in arrays.items() if name.startswith("param/")}
         optim = {name[len("optim/"):]: value for name, value in arrays.items() if name.startswith("optim/")}
         try:
@@ -353,10 +358,13 @@ class _RunState:
             self.optimizer.load_state_dict(optim)
         except ValueError as error:
             raise CheckpointError(path, str(error)) from None
-        self.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]
-        self.model.rng.bit_generator.state = meta["rng"]["dropout"]
-        self.epoch, self.batch, self.loss_sum = meta["epoch"], meta["batch"], meta["loss_sum"]
-        self.elapsed, self.history = meta["elapsed"], meta["history"]
+        try:
+            self.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]
+            self.model.rng.bit_generator.state = meta["rng"]["dropout"]
+        except (KeyError, TypeError, ValueError) as error:
+            reason = f"damaged random generator state, cannot resume ({error!r})"
+            raise CheckpointError(path, reason) from None
+        self.epoch, self.batch, self.loss_sum, self.elapsed, self.history = progress
         self.started = time.perf_counter()
 
     def save_history(self, plot=False):
@@ -435,16 +443,75 @@ class _InterruptFlag:
 
 
 def _write_text(path, text):
-    """Write ``text`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``."""
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``text`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``.
+
+    An ``OSError`` names ``path`` (never the temporary file).
+    """
+    try:
+        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from error
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
             file.write(text)
+        umask = os.umask(0)  # mkstemp makes the file private (0600); give it the usual mode
+        os.umask(umask)
+        os.chmod(temp_name, 0o666 & ~umask)
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temp_name):
             os.remove(temp_name)
+        if isinstance(error, OSError):
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
+
+
+def run_settings(path, meta):
+    """``(event settings, TrainConfig, Vocabulary)`` a run checkpoint was made with, to resume it.
+
+    ``meta`` is the checkpoint's metadata (from ``load_run``). Raises ``CheckpointError`` naming
+    ``path`` when a field is missing or damaged.
+    """
+    from .music.events import EventSettings
+    from .music.vocab import VocabularyError
+    try:
+        settings = EventSettings.from_dict(meta["event_settings"])
+        config = TrainConfig.from_dict(meta["train_config"])
+        vocab = Vocabulary(meta["vocabulary"])
+    except KeyError as error:
+        raise CheckpointError(path, f"damaged metadata, cannot resume: no {error}") from None
+    except (TypeError, ValueError, AttributeError, ConfigError, VocabularyError) as error:
+        raise CheckpointError(path, f"damaged metadata, cannot resume: {error}") from None
+    run_progress(path, meta)
+    return settings, config, vocab
+
+
+def run_progress(path, meta, batches_per_epoch=None):
+    """``(epoch, batch, loss_sum, elapsed, history)`` from run metadata, each checked.
+
+    ``batch`` (batches done in the unfinished epoch) may not exceed ``batches_per_epoch``.
+    Raises ``CheckpointError`` naming ``path`` for a missing or impossible value.
+    """
+    def damaged(reason):
+        return CheckpointError(path, f"damaged metadata, cannot resume: {reason}")
+
+    values = []
+    for key in ("epoch", "batch"):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise damaged(f"{key} must be an integer >= 0, got {value!r}")
+        values.append(value)
+    if batches_per_epoch is not None and values[1] > batches_per_epoch:
+        raise damaged(f"batch {values[1]} is past the end of an epoch ({batches_per_epoch} batches)")
+    for key in ("loss_sum", "elapsed"):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise damaged(f"{key} must be a number, got {value!r}")
+        values.append(value)
+    history = meta.get("history")
+    if not isinstance(history, list) or not all(isinstance(record, dict) for record in history):
+        raise damaged("history must be a list of records")
+    return (*values, history)
 
 
 def load_run(path):

@@ -418,9 +418,12 @@ def _chunk_ticks(chunks, ticks_per_beat):
 
 def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``,
-    so a crash never leaves a half-written file."""
+    so a crash never leaves a half-written file. An ``OSError`` names ``path``, not the temporary."""
     folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=Path(path).suffix)
+    try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=Path(path).suffix)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from error
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
@@ -428,9 +431,11 @@ def atomic_write_bytes(path, data):
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temporary):
             os.remove(temporary)
+        if isinstance(error, OSError):
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
 
 
@@ -556,6 +561,8 @@ def _parse_ticks_per_beat(text, path, line_number):
 def _parse_settings(text, path, line_number):
     try:
         return EventSettings.from_dict(json.loads(text))
+    except RecursionError:  # json.loads on thousands of nested brackets
+        raise ChunkError("bad settings header: nested too deeply", None, None, path, line_number) from None
     except (ValueError, TypeError, AttributeError) as error:
         raise ChunkError(f"bad settings header: {error}", None, None, path, line_number) from error
 

@@ -7,6 +7,7 @@ the notes are added together and the result is scaled to fit in [-1, 1]. ``write
 A note is anything with ``start`` and ``end`` (seconds), ``pitch`` (MIDI 0..127) and ``velocity``
 (1..127) attributes, such as ``events.Note`` from ``events.midi_to_notes``.
 """
+import contextlib
 import io
 import os
 import secrets
@@ -134,11 +135,13 @@ def write_wav(samples, path, sample_rate=DEFAULT_SAMPLE_RATE):
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise SynthError(f"{path}: cannot write: {error.strerror or error}") from error
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+    except BaseException as error:
+        # On a read-only folder even removing the (never created) temporary file fails: the
+        # first error is the one to report.
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise SynthError(f"{path}: cannot write: {error.strerror or error}") from error
         raise
     return path
 

@@ -1,0 +1,372 @@
+"""What a new user types by mistake, and what a damaged file does: one `error:` line naming the
+file and the reason, the right exit status, and nothing already written lost or half-written.
+
+Each test here reproduces a defect found by trying the commands by hand (see the final report of
+the robustness review). All of them go through ``cli.main([...])`` in a temporary folder.
+"""
+import errno
+import json
+import os
+
+import mido
+import numpy as np
+import pytest
+
+from lstm_from_scratch import cli
+from lstm_from_scratch.checkpoint import load_checkpoint, save_checkpoint
+
+TINY = ["--hidden", "8", "--seq-len", "8", "--batch-size", "8", "--lr", "0.01"]
+
+
+def write_tune(path, pitches, beat=240):
+    """A one-track MIDI file playing `pitches` one after another, each `beat` ticks long."""
+    midi = mido.MidiFile(type=0, ticks_per_beat=480)
+    track = mido.MidiTrack()
+    midi.tracks.append(track)
+    for pitch in pitches:
+        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
+        track.append(mido.Message("note_off", note=pitch, velocity=0, time=beat))
+    midi.save(path)
+
+
+@pytest.fixture(scope="module")
+def midi_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tunes")
+    pattern = [60, 64, 67, 72, 67, 64]
+    for k in range(5):
+        write_tune(folder / f"tune{k}.mid", (pattern[k:] + pattern[:k]) * 8)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, midi_folder):
+    """A one-epoch run, shared by the tests that only read it."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    assert cli.main(["train", str(midi_folder), *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    return run
+
+
+def error_line(capsys):
+    """The captured stderr, asserted to be exactly one line starting with 'error:'."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def files_in(folder):
+    return sorted(path.name for path in folder.iterdir())
+
+
+def edited_checkpoint(source, target, edit_meta=None, edit_arrays=None):
+    """Copy checkpoint `source` to `target` after `edit_meta(meta)` / `edit_arrays(arrays)`."""
+    arrays, meta = load_checkpoint(source)
+    meta.pop("format_version")
+    if edit_meta is not None:
+        edit_meta(meta)
+    if edit_arrays is not None:
+        edit_arrays(arrays)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(target, arrays, meta)
+    return target
+
+
+# ----------------------------------------------------------------------------------------------
+# Arguments
+# ----------------------------------------------------------------------------------------------
+
+def test_a_negative_seed_is_a_usage_error(tmp_path, midi_folder, trained_run, capsys):
+    # Was: NumPy's "ValueError: expected non-negative integer" traceback, for train and generate.
+    assert cli.main(["train", str(midi_folder), *TINY, "--seed", "-1", "--out", str(tmp_path / "r")]) == 2
+    assert "seed" in error_line(capsys)
+    assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid"), "--seed", "-1"]) == 2
+    assert "seed" in error_line(capsys)
+    assert not (tmp_path / "x.mid").exists()
+
+
+@pytest.mark.parametrize("option", [["--temperature", "nan"], ["--temperature", "inf"],
+                                    ["--max-held-beats", "nan", "--rules"]])
+def test_generate_refuses_numbers_that_are_not_finite(tmp_path, trained_run, capsys, option):
+    # Was: --temperature nan crashed in the sampler ("probabilities sum to nan") with a traceback;
+    # --max-held-beats nan was silently taken as "never".
+    assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid"), *option]) == 2
+    assert option[0] in error_line(capsys)
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", [["train", ""], ["train", "builtin", "--out", ""],
+                                     ["generate", "", "-o", "x.mid"], ["generate", "RUN", "-o", ""],
+                                     ["render", "MIDI", "-o", ""], ["decode", "", "-o", "x.mid"]])
+def test_an_empty_path_is_a_usage_error(tmp_path, trained_run, midi_folder, capsys, command):
+    # Was: `train ""` trained on every MIDI file under the current folder, `--out ""` fell back to
+    # runs/<time>, `-o ""` tried to replace the current folder or raised a ValueError traceback.
+    names = {"RUN": str(trained_run), "MIDI": str(midi_folder / "tune0.mid")}
+    argv = [names.get(word, word) for word in command]
+    assert cli.main(argv) == 2
+    assert "empty" in error_line(capsys)
+
+
+# ----------------------------------------------------------------------------------------------
+# Output paths
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", ["generate", "render", "plot", "encode", "decode"])
+def test_an_output_path_that_is_a_folder_is_named(tmp_path, trained_run, midi_folder, capsys, command):
+    # Was: "error: /tmp/.../.tmp-zlzo_bd8: Is a directory" (a temporary file's name) or a message
+    # with the temporary name in it.
+    text = tmp_path / "piece.txt"
+    text.write_text("0_no_60_80 4_nf_60_0\n")
+    inputs = {"generate": str(trained_run), "render": str(midi_folder / "tune0.mid"),
+              "plot": str(midi_folder / "tune0.mid"), "encode": str(midi_folder / "tune0.mid"),
+              "decode": str(text)}
+    folder = tmp_path / "a folder"
+    folder.mkdir()
+    assert cli.main([command, inputs[command], "-o", str(folder)]) == 2
+    line = error_line(capsys)
+    assert str(folder) in line and "folder" in line and ".tmp" not in line
+    assert files_in(folder) == [] and files_in(tmp_path) == ["a folder", "piece.txt"]
+
+
+def test_an_output_under_a_file_says_that_it_is_not_a_folder(tmp_path, trained_run, midi_folder, capsys):
+    # Was: "error: one.mid: File exists" (from mkdir), for -o FILE/x.mid and for --out FILE.
+    a_file = tmp_path / "one.mid"
+    write_tune(a_file, [60, 62])
+    assert cli.main(["generate", str(trained_run), "-o", str(a_file / "x.mid")]) == 2
+    line = error_line(capsys)
+    assert str(a_file) in line and "not a folder" in line
+    assert cli.main(["train", str(midi_folder), *TINY, "--out", str(a_file)]) == 2
+    line = error_line(capsys)
+    assert str(a_file) in line and "not a folder" in line
+
+
+def failing_replace(source, target):
+    """Stands in for os.replace on a read-only folder: the error names both files, as the real one."""
+    raise PermissionError(errno.EACCES, "Permission denied", source, target)
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "generate"])
+def test_a_failed_write_names_the_output_not_a_temporary_file(tmp_path, trained_run, midi_folder,
+                                                              capsys, monkeypatch, command):
+    # Was: "error: /tmp/x/.tmp-sel7yhgk.mid: Read-only file system".
+    text = tmp_path / "in.txt"
+    text.write_text("0_no_60_80 4_nf_60_0\n")
+    inputs = {"generate": str(trained_run), "encode": str(midi_folder / "tune0.mid"), "decode": str(text)}
+    out = tmp_path / "out" / ("x.txt" if command == "encode" else "x.mid")
+    monkeypatch.setattr(os, "replace", failing_replace)
+    assert cli.main([command, inputs[command], "-o", str(out)]) == 1
+    line = error_line(capsys)
+    assert str(out) in line and "Permission denied" in line and ".tmp" not in line
+    assert files_in(out.parent) == []  # no temporary file left behind
+
+
+def test_a_wav_that_cannot_be_written_names_the_wav(tmp_path, midi_folder, capsys, monkeypatch):
+    # Was: on a read-only folder, the clean-up `unlink` of the never-created temporary file raised a
+    # second OSError, so the message named ".x.wav.16470.744bbce4.tmp" instead of x.wav.
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(args[0]))
+    monkeypatch.setattr(os, "open", read_only)
+    monkeypatch.setattr(os, "unlink", read_only)
+    out = tmp_path / "x.wav"
+    assert cli.main(["render", str(midi_folder / "tune0.mid"), "-o", str(out)]) == 1
+    line = error_line(capsys)
+    assert str(out) in line and "Read-only" in line and ".tmp" not in line
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".wav", ".npz"])
+def test_generate_never_writes_one_of_its_files_over_another(tmp_path, trained_run, capsys, suffix):
+    # Was: `-o piece.txt` wrote the MIDI, then the chunk text over it ("wrote piece.txt, piece.txt");
+    # `-o piece.wav --wav` replaced the MIDI with the WAV; `-o RUN/best.npz` destroyed the checkpoint.
+    out = tmp_path / f"piece{suffix}"
+    assert cli.main(["generate", str(trained_run), "-o", str(out), "--wav"]) == 2
+    assert suffix in error_line(capsys)
+    assert files_in(tmp_path) == []
+
+
+def test_generate_never_overwrites_its_checkpoint_or_prime(tmp_path, trained_run, midi_folder, capsys):
+    checkpoint = tmp_path / "model"  # no suffix, so only the same-file check can catch it
+    checkpoint.write_bytes((trained_run / "best.npz").read_bytes())
+    before = checkpoint.read_bytes()
+    assert cli.main(["generate", str(checkpoint), "-o", str(checkpoint)]) == 2
+    assert str(checkpoint) in error_line(capsys)
+    assert checkpoint.read_bytes() == before
+    prime = tmp_path / "prime.txt"  # `-o prime.mid` would write its chunk text to prime.txt
+    prime.write_text("0_no_60_80 2_nf_60_0\n")
+    assert cli.main(["generate", str(checkpoint), "-o", str(tmp_path / "prime.mid"),
+                     "--prime", str(prime)]) == 2
+    assert str(prime) in error_line(capsys)
+    assert prime.read_text() == "0_no_60_80 2_nf_60_0\n"
+
+
+@pytest.mark.parametrize("command", ["render", "plot", "encode", "decode"])
+def test_an_output_equal_to_the_input_is_refused(tmp_path, midi_folder, capsys, command):
+    # Was: `render x.mid -o x.mid` replaced the MIDI file with a WAV, `decode x.txt -o x.txt`
+    # replaced the text with MIDI, and so on.
+    source = tmp_path / "in.txt" if command == "decode" else tmp_path / "in.mid"
+    if command == "decode":
+        source.write_text("0_no_60_80 4_nf_60_0\n")
+    else:
+        write_tune(source, [60, 64, 67])
+    before = source.read_bytes()
+    assert cli.main([command, str(source), "-o", str(source)]) == 2
+    assert str(source) in error_line(capsys)
+    assert source.read_bytes() == before
+
+
+def test_train_never_overwrites_an_existing_run(tmp_path, midi_folder, trained_run, capsys):
+    # Was: `train --out RUN` (without --resume) silently replaced RUN's checkpoints and history.
+    before = {name: (trained_run / name).read_bytes() for name in ("last.npz", "best.npz", "history.json")}
+    assert cli.main(["train", str(midi_folder), *TINY, "--epochs", "1", "--out", str(trained_run)]) == 2
+    line = error_line(capsys)
+    assert str(trained_run) in line and "--resume" in line
+    assert {name: (trained_run / name).read_bytes() for name in before} == before
+
+
+def test_demo_replaces_an_earlier_demo_but_never_a_training_run(tmp_path, trained_run, capsys):
+    # Was: `demo --out RUN` replaced a training run's checkpoints with the demo's.
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("last.npz", "best.npz"):
+        (run / name).write_bytes((trained_run / name).read_bytes())
+    before = (run / "last.npz").read_bytes()
+    assert cli.main(["demo", "--tiny", "--out", str(run)]) == 2
+    assert str(run) in error_line(capsys)
+    assert (run / "last.npz").read_bytes() == before and not (run / "sample.mid").exists()
+    demo = tmp_path / "demo"
+    assert cli.main(["demo", "--tiny", "--out", str(demo)]) == 0
+    assert cli.main(["demo", "--tiny", "--out", str(demo)]) == 0  # running the demo again is fine
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+def test_a_window_longer_than_the_data_names_the_data(tmp_path, midi_folder, capsys):
+    assert cli.main(["train", str(midi_folder), *TINY[:2], "--seq-len", "5000",
+                     "--out", str(tmp_path / "r")]) == 1
+    line = error_line(capsys)
+    assert str(midi_folder) in line and "--seq-len" in line
+
+
+def test_divergence_without_clipping_suggests_turning_it_on(tmp_path, midi_folder, capsys):
+    # Was: "try a lower --lr (now 1000000.0) or a smaller --clip (now 0.0)": 0 is already off.
+    assert cli.main(["train", str(midi_folder), *TINY[:6], "--optimizer", "sgd", "--lr", "1e6",
+                     "--clip", "0", "--epochs", "1", "--out", str(tmp_path / "r")]) == 1
+    line = error_line(capsys)
+    assert "epoch 1, batch" in line and "--lr" in line and "--clip 5" in line
+    assert "smaller --clip" not in line
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, midi_folder, capsys, monkeypatch):
+    # Was: `train --hidden 100000` ended in NumPy's _ArrayMemoryError traceback.
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 298. GiB for an array with shape (100000, 400000)")
+    monkeypatch.setattr("lstm_from_scratch.train.Model", no_memory)
+    assert cli.main(["train", str(midi_folder), *TINY, "--out", str(tmp_path / "r")]) == 1
+    line = error_line(capsys)
+    assert "memory" in line and "--hidden" in line
+
+
+def edit_resume(meta_key, value):
+    def edit(meta):
+        if value is KeyError:
+            del meta[meta_key]
+        else:
+            meta[meta_key] = value
+    return edit
+
+
+@pytest.mark.parametrize("key, value", [
+    ("train_config", KeyError), ("train_config", "x"), ("event_settings", {"grid": 0}),
+    ("epoch", KeyError), ("epoch", "x"), ("batch", -3), ("batch", 10**6), ("rng", 5),
+    ("rng", {"shuffle": 1, "dropout": 2}), ("history", 5), ("vocabulary", 5), ("elapsed", "x"),
+    ("loss_sum", None),
+])
+def test_resume_from_damaged_metadata_is_one_line(tmp_path, midi_folder, trained_run, capsys, key, value):
+    # Was: KeyError, TypeError, AttributeError or ValueError tracebacks (or, for a huge batch
+    # number, an epoch with no batches and a training loss of 0).
+    run = tmp_path / "run"
+    edited_checkpoint(trained_run / "last.npz", run / "last.npz", edit_resume(key, value))
+    assert cli.main(["train", str(midi_folder), "--resume", str(run), "--epochs", "2"]) == 1
+    line = error_line(capsys)
+    assert str(run / "last.npz") in line
+
+
+# ----------------------------------------------------------------------------------------------
+# Generating from a damaged checkpoint
+# ----------------------------------------------------------------------------------------------
+
+def first_param(arrays):
+    return next(name for name in arrays if name.startswith("param/"))
+
+
+def set_first_param(change):
+    def edit(arrays):
+        name = first_param(arrays)
+        arrays[name] = change(arrays[name])
+    return edit
+
+
+@pytest.mark.parametrize("edit_meta, edit_arrays, reason", [
+    (edit_resume("ticks_per_beat", 0), None, "ticks_per_beat"),
+    (edit_resume("ticks_per_beat", "x"), None, "ticks_per_beat"),
+    (edit_resume("ticks_per_beat", None), None, "ticks_per_beat"),
+    (lambda meta: meta.__setitem__("token_counts", [-1] * len(meta["vocabulary"])), None, "token counts"),
+    (lambda meta: meta.__setitem__("token_counts", [0] * len(meta["vocabulary"])), None, "token counts"),
+    (lambda meta: meta["vocabulary"].__setitem__(0, "garbage"), None, "'garbage'"),
+    (None, set_first_param(lambda value: np.full_like(value, np.nan)), "finite"),
+    (None, set_first_param(lambda value: value.astype(np.int8)), "int8"),
+    (None, set_first_param(lambda value: value.astype(np.complex64)), "complex64"),
+])
+def test_a_checkpoint_with_damaged_contents_is_refused(tmp_path, trained_run, capsys,
+                                                       edit_meta, edit_arrays, reason):
+    # Was: tracebacks (ValueError, TypeError) for a bad ticks_per_beat, token counts or NaN weights;
+    # an error that blamed the *output* file for a bad vocabulary chunk; int8 and complex weights
+    # loaded silently (complex with a NumPy warning).
+    odd = edited_checkpoint(trained_run / "best.npz", tmp_path / "odd.npz", edit_meta, edit_arrays)
+    out = tmp_path / "out" / "x.mid"
+    assert cli.main(["generate", str(odd), "-o", str(out)]) == 1
+    line = error_line(capsys)
+    assert str(odd) in line and reason in line
+    assert not out.exists()
+
+
+def test_a_checkpoint_whose_model_does_not_fit_in_memory_is_refused(tmp_path, trained_run, capsys,
+                                                                    monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 29.8 GiB")
+    monkeypatch.setattr("lstm_from_scratch.generate.Model", no_memory)
+    assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid")]) == 1
+    line = error_line(capsys)
+    assert str(trained_run / "last.npz") in line and "memory" in line
+
+
+def test_deeply_nested_json_metadata_is_refused(tmp_path, trained_run, capsys):
+    # Was: RecursionError traceback from json.loads.
+    arrays, meta = load_checkpoint(trained_run / "best.npz")
+    odd = tmp_path / "deep.npz"
+    save_checkpoint(odd, arrays, {})
+    text = "[" * 100_000 + "]" * 100_000
+    import zipfile
+    with zipfile.ZipFile(odd, "w") as archive:
+        with archive.open("__meta__.npy", "w") as member:
+            np.lib.format.write_array(member, np.frombuffer(text.encode(), dtype=np.uint8))
+    assert cli.main(["generate", str(odd), "-o", str(tmp_path / "x.mid")]) == 1
+    line = error_line(capsys)
+    assert str(odd) in line and "JSON" in line
+
+
+def test_a_deeply_nested_settings_header_is_refused(tmp_path, capsys):
+    # Was: RecursionError traceback when reading a chunk text file's '# settings:' line.
+    text = tmp_path / "deep.txt"
+    text.write_text("# settings: " + "[" * 100_000 + "]" * 100_000 + "\n0_no_60_80\n")
+    assert cli.main(["decode", str(text), "-o", str(tmp_path / "x.mid")]) == 1
+    line = error_line(capsys)
+    assert str(text) in line and "line 1" in line and "settings" in line
+
+
+def test_history_files_are_as_readable_as_the_checkpoints(trained_run):
+    # Was: history.json and history.csv were created 0600 (tempfile.mkstemp), the checkpoints 0644.
+    wanted = (trained_run / "last.npz").stat().st_mode & 0o777
+    for name in ("history.json", "history.csv"):
+        assert (trained_run / name).stat().st_mode & 0o777 == wanted, name
