@@ -109,8 +109,14 @@ def tutorial_09():
     """Tutorial 9: next-chunk probabilities at three temperatures, and a generated piece."""
     return run_full("09", ["09-temperature.png", "09-sample.png"])
 
+
+def tutorial_10():
+    """Tutorial 10: the gates of a trained LSTM over a tune, and its note-on and pitch units."""
+    return run_tutorial("10", ["10-gate-activations.png", "10-units.png"])
+
 TUTORIALS = {"01": tutorial_01, "03": tutorial_03, "04": tutorial_04, "05": tutorial_05, "06": tutorial_06,
-             "07": tutorial_07, "08": tutorial_08, "09": tutorial_09}
+             "07": tutorial_07, "08": tutorial_08, "09": tutorial_09,
+             "10": tutorial_10}
 
 
 def main(argv):
