@@ -260,6 +260,11 @@ def build_parser():
 
 def main(argv=None):
     """Run the command line; returns the exit status (0 ok, 1 bad input, 2 bad usage, 130 Ctrl-C)."""
+    for stream in (sys.stdout, sys.stderr):
+        # A path the terminal cannot show (an accent on an ASCII terminal, a file name that is not
+        # UTF-8) is printed as \xe9 rather than ending the run with a UnicodeEncodeError.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

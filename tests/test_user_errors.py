@@ -370,3 +370,32 @@ def test_history_files_are_as_readable_as_the_checkpoints(trained_run):
     wanted = (trained_run / "last.npz").stat().st_mode & 0o777
     for name in ("history.json", "history.csv"):
         assert (trained_run / name).stat().st_mode & 0o777 == wanted, name
+
+
+def test_a_file_name_that_is_not_utf8_is_encoded_and_decoded(tmp_path, midi_folder, capsys):
+    # Was: UnicodeEncodeError traceback writing the '# piece:' line of `ok\xe9.mid` (Linux file
+    # names are bytes; Python shows the undecodable byte as a lone surrogate).
+    folder = tmp_path / "tunes"
+    folder.mkdir()
+    try:
+        odd = folder / os.fsdecode(b"ok\xe9.mid")
+        odd.write_bytes((midi_folder / "tune0.mid").read_bytes())
+    except (OSError, UnicodeError):
+        pytest.skip("this file system does not take file names that are not UTF-8")
+    text = tmp_path / "tunes.txt"
+    assert cli.main(["encode", str(folder), "-o", str(text)]) == 0
+    assert "# piece: ok\\xe9.mid " in text.read_text(encoding="utf-8")
+    assert cli.main(["decode", str(text), "-o", str(tmp_path / "back.mid")]) == 0
+
+
+def test_a_terminal_that_cannot_show_a_path_gets_an_escape_not_a_crash(tmp_path, midi_folder, monkeypatch):
+    # Was: UnicodeEncodeError traceback from print() when stdout is ASCII (PYTHONIOENCODING=ascii)
+    # and a path has an accent in it.
+    import io
+    import sys
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    out = tmp_path / "pièce.txt"
+    assert cli.main(["encode", str(midi_folder / "tune0.mid"), "-o", str(out)]) == 0
+    stdout.flush()
+    assert b"pi\\xe8ce.txt" in stdout.buffer.getvalue()

@@ -502,6 +502,8 @@ def write_chunk_text(path, sequences, settings=None):
     for sequence in sequences:
         validate_chunks(sequence.chunks, source=sequence.name)
         name = " ".join(str(sequence.name).split()) or "piece"  # one line, no runs of blanks
+        # A file name that is not UTF-8 (Linux names are bytes) holds lone surrogates: write \xe9.
+        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         lines.append(f"# piece: {name} ticks_per_beat={int(sequence.ticks_per_beat)}")
         chunks = sequence.chunks
         for start in range(0, len(chunks), _CHUNKS_PER_LINE):
