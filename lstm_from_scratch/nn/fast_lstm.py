@@ -33,6 +33,8 @@ arrays inside the loop):
 6. **The step products in row blocks** small enough for OpenBLAS's single-thread small-matrix kernel,
    where it has one (``row_blocks``).
 7. **``step``**, one time step for generation at batch 1, with nothing kept for backward.
+8. **The product for dWh on the worker thread** (``nn/fast_background.py``) while this one does the
+   scatter-add.
 """
 import os
 
