@@ -241,3 +241,24 @@ def test_fast_lstm_same_numbers_with_or_without_row_blocks(split, rng, monkeypat
     slow.backward(dhs)
     for key in slow.grads:
         np.testing.assert_allclose(fast.grads[key], slow.grads[key], rtol=1e-12, atol=1e-13, err_msg=key)
+
+
+def test_background_thread_works_in_a_forked_process():
+    import multiprocessing
+    import os
+
+    from lstm_from_scratch.nn.fast_background import background
+
+    assert background().submit(os.getpid).result() == os.getpid()  # started here, in the parent
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        # the child's first call would hang on the parent's thread if the worker were not per process
+        assert pool.apply_async(_child_uses_background).get(timeout=20) == 6
+
+
+def _child_uses_background():
+    from lstm_from_scratch.nn.fast_background import background
+
+    return background().submit(sum, [1, 2, 3]).result(timeout=10)

@@ -11,13 +11,20 @@ paths use it for work that does not depend on what the main thread does next:
 Every result is the same as on one thread: the same operations on the same numbers. It pays most
 when BLAS runs one thread (as ``lstm-music`` does), since the second core would otherwise idle.
 """
+import os
 from concurrent.futures import ThreadPoolExecutor
 
-_WORKER = []
+_WORKER = {}  # process id -> executor
 
 
 def background():
-    """The worker (a ``ThreadPoolExecutor`` with one thread), started on first use."""
-    if not _WORKER:
-        _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-background"))
-    return _WORKER[0]
+    """The worker (a ``ThreadPoolExecutor`` with one thread), started on first use.
+
+    One per process: a process forked from this one (``multiprocessing`` on Linux) does not inherit
+    the thread, so it starts its own instead of waiting forever on one that is not there.
+    """
+    pid = os.getpid()
+    if pid not in _WORKER:
+        _WORKER.clear()
+        _WORKER[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstm-background")
+    return _WORKER[pid]
