@@ -287,8 +287,9 @@ def main(argv=None):
         where = error.filename if error.filename is not None else ""
         return _fail(f"{where}: {error.strerror or error}" if where else str(error), EXIT_INPUT)
     except MemoryError as error:
-        return _fail(f"out of memory ({error}); try a smaller --hidden, --layers, --embedding or "
-                     f"--batch-size", EXIT_INPUT)
+        advice = ("; try a smaller --hidden, --layers, --embedding or --batch-size"
+                  if args.command in ("train", "compare") else "")
+        return _fail(f"out of memory ({error}){advice}", EXIT_INPUT)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_INTERRUPTED)
 
@@ -480,8 +481,10 @@ def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False
 # ----------------------------------------------------------------------------------------------
 
 def _tempo(bpm):
-    if not 1 <= bpm <= 1000:
-        raise UsageError(f"--tempo must be between 1 and 1000 beats per minute, got {bpm}")
+    """Beats per minute -> MIDI tempo, microseconds per beat (a 3-byte number: at most 16,777,215,
+    so the slowest tempo a MIDI file can hold is about 3.6 beats per minute)."""
+    if not 4 <= bpm <= 1000:
+        raise UsageError(f"--tempo must be between 4 and 1000 beats per minute, got {bpm}")
     return int(round(60_000_000 / bpm))
 
 
@@ -496,6 +499,7 @@ def run_generate(args):
         raise UsageError("--max-held-beats must be >= 0")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    tempo = _tempo(args.tempo)
     out = Path(args.out)
     if out.suffix.lower() in (".txt", ".wav", ".png", ".npz"):
         raise UsageError(f"-o names the MIDI file (the .txt, .wav and .png are written next to it), "
@@ -506,7 +510,7 @@ def run_generate(args):
         output_path(path, inputs, create=False)  # none of the files written may replace an input
     trained = load_trained(args.checkpoint)
     written = make_piece(trained, output_path(out, inputs), args.length, args.temperature, args.top_k,
-                         args.seed, args.prime, args.include_prime, _tempo(args.tempo),
+                         args.seed, args.prime, args.include_prime, tempo,
                          wav=args.wav, plot=args.plot, rules=args.rules,
                          max_held_beats=args.max_held_beats)
     say("wrote " + ", ".join(str(path) for path in written))
@@ -613,11 +617,11 @@ def run_encode(args):
 
 def run_decode(args):
     from .music.events import chunks_to_midi, read_chunk_text
+    tempo = _tempo(args.tempo)
     out = output_path(args.out, [args.source])
     sequences = [piece for piece in read_chunk_text(args.source) if piece.chunks]
     if not sequences:
         raise DataError(f"{args.source}: no chunks in this chunk text file")
-    tempo = _tempo(args.tempo)
     written = []
     for number, piece in enumerate(sequences, start=1):
         # One MIDI file per piece: OUT.mid for the first, OUT-2.mid, OUT-3.mid, ... for the others.

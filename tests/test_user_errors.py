@@ -399,3 +399,43 @@ def test_a_terminal_that_cannot_show_a_path_gets_an_escape_not_a_crash(tmp_path,
     assert cli.main(["encode", str(midi_folder / "tune0.mid"), "-o", str(out)]) == 0
     stdout.flush()
     assert b"pi\\xe8ce.txt" in stdout.buffer.getvalue()
+
+
+def test_rendering_a_piece_hours_long_is_refused_before_it_eats_the_memory(tmp_path, capsys):
+    # Was: one note held for 10^8 ticks (29 hours at 120 bpm) made `render` allocate tens of GB
+    # until the kernel killed it (exit 137); at the slowest tempo, a MemoryError whose message
+    # advised a smaller --hidden.
+    midi = mido.MidiFile(type=0, ticks_per_beat=480)
+    track = mido.MidiTrack([mido.Message("note_on", note=60, velocity=80, time=0),
+                            mido.Message("note_off", note=60, velocity=0, time=10**8)])
+    midi.tracks.append(track)
+    long_piece = tmp_path / "long.mid"
+    midi.save(long_piece)
+    out = tmp_path / "long.wav"
+    assert cli.main(["render", str(long_piece), "-o", str(out)]) == 1
+    line = error_line(capsys)
+    assert str(long_piece) in line and "hours" in line
+    assert not out.exists()
+
+
+def test_out_of_memory_outside_training_does_not_talk_about_the_model(tmp_path, midi_folder, capsys,
+                                                                      monkeypatch):
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 1.51 TiB")
+    monkeypatch.setattr("lstm_from_scratch.music.synth.render_notes", no_memory)
+    assert cli.main(["render", str(midi_folder / "tune0.mid"), "-o", str(tmp_path / "x.wav")]) == 1
+    line = error_line(capsys)
+    assert "memory" in line and "--hidden" not in line
+
+
+@pytest.mark.parametrize("bpm", ["1", "3.5"])
+def test_a_tempo_too_slow_for_midi_is_a_usage_error(tmp_path, trained_run, capsys, bpm):
+    # Was: --tempo 1 passed the 1..1000 check, then chunks_to_midi raised a ValueError traceback
+    # (a MIDI tempo holds at most 16,777,215 microseconds per beat, about 3.6 beats per minute).
+    text = tmp_path / "in.txt"
+    text.write_text("0_no_60_80 4_nf_60_0\n")
+    assert cli.main(["decode", str(text), "-o", str(tmp_path / "x.mid"), "--tempo", bpm]) == 2
+    assert "--tempo" in error_line(capsys)
+    assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid"), "--tempo", bpm]) == 2
+    assert "--tempo" in error_line(capsys)
+    assert files_in(tmp_path) == ["in.txt"]

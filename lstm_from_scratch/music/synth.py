@@ -30,6 +30,9 @@ DECAY = 0.15  # time constant (seconds) of the fall from full level towards the 
 SUSTAIN = 0.5  # level held while the key is down, relative to the peak
 RELEASE = 0.08  # seconds to fade out after the note ends
 PEAK = 0.89  # the loudest sample after normalising, about -1 dB: headroom against clipping
+# The longest piece we render. Memory grows with length (a note held for a minute needs about
+# 130 MB of work arrays at 22050 Hz), and one lost note-off can make a MIDI file last for days.
+MAX_SECONDS = 20 * 60
 
 
 class SynthError(LstmMusicError):
@@ -74,8 +77,12 @@ def render_notes(notes, sample_rate=DEFAULT_SAMPLE_RATE):
             raise SynthError(f"note {note!r}: needs 0 <= start < end, in seconds")
         if not 0 <= note.pitch <= 127:
             raise SynthError(f"note {note!r}: pitch must be in 0..127")
+    end = max(note.end for note in notes)
+    if end > MAX_SECONDS:
+        raise SynthError(f"the piece lasts {end / 3600:.1f} hours; the synth renders at most "
+                         f"{MAX_SECONDS // 60} minutes")
     release_samples = int(round(RELEASE * sample_rate))
-    length = int(np.ceil(max(note.end for note in notes) * sample_rate)) + release_samples
+    length = int(np.ceil(end * sample_rate)) + release_samples
     out = np.zeros(length, dtype=np.float64)
     nyquist = sample_rate / 2.0
     for note in notes:
@@ -154,6 +161,9 @@ def render_midi_to_wav(midi_path, wav_path, sample_rate=DEFAULT_SAMPLE_RATE):
     """
     from lstm_from_scratch.music import events  # here, so the synth works on notes without MIDI code
 
-    samples = render_notes(events.midi_to_notes(midi_path), sample_rate)
+    try:
+        samples = render_notes(events.midi_to_notes(midi_path), sample_rate)
+    except SynthError as error:
+        raise SynthError(f"{midi_path}: {error}") from None
     write_wav(samples, wav_path, sample_rate)
     return samples
