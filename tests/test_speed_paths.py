@@ -262,3 +262,28 @@ def _child_uses_background():
     from lstm_from_scratch.nn.fast_background import background
 
     return background().submit(sum, [1, 2, 3]).result(timeout=10)
+
+
+@pytest.mark.parametrize("id_input", [False, True])
+def test_backward_factors_from_the_worker_thread(id_input, rng, monkeypatch):
+    # Force the worker path (real sizes use it; these tiny ones would not), then check against the
+    # readable LSTM, also after a second forward that replaced the first before backward.
+    from lstm_from_scratch.nn import fast_lstm
+
+    monkeypatch.setattr(fast_lstm, "BACKGROUND_SIZE", 0)
+    slow, fast = random_pair(rng)
+    x = rng.integers(0, D, (T, B)) if id_input else rng.standard_normal((T, B, D))
+    other = rng.integers(0, D, (T, B)) if id_input else rng.standard_normal((T, B, D))
+    state, dfinal, dhs = random_state(rng), random_state(rng), rng.standard_normal((T, B, H))
+    fast.forward(other, state)  # its factors job is superseded by the next forward
+    fast.forward(x, state)
+    assert fast._factors_job is not None
+    dx_fast = fast.backward(dhs, dfinal)
+    slow.forward(x, state)
+    dx_slow = slow.backward(dhs, dfinal)
+    for key in slow.grads:
+        np.testing.assert_allclose(fast.grads[key], slow.grads[key], rtol=1e-12, atol=1e-13, err_msg=key)
+    if not id_input:
+        np.testing.assert_allclose(dx_fast, dx_slow, rtol=1e-12, atol=1e-13)
+    errors = check_layer_gradients(fast, x, state, eps=1e-5, rng=rng)
+    assert max(errors.values()) < 1e-6

@@ -5,6 +5,8 @@ arrays, so a NumPy call on this thread and one on the main thread use two cores 
 paths use it for work that does not depend on what the main thread does next:
 
 - ``Model.backward``: a Dense layer's weight gradient, while the layers below run their backward;
+- ``FastLSTM.forward`` (while training): backward's factors, while the main thread goes on with the
+  layers above and the loss;
 - ``FastLSTM.backward``: the product for ``dWh``, while the main thread does the scatter-add;
 - ``softmax_cross_entropy``: the second half of the rows, while the main thread does the first.
 

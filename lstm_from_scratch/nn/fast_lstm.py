@@ -33,8 +33,9 @@ arrays inside the loop):
 6. **The step products in row blocks** small enough for OpenBLAS's single-thread small-matrix kernel,
    where it has one (``row_blocks``).
 7. **``step``**, one time step for generation at batch 1, with nothing kept for backward.
-8. **The product for dWh on the worker thread** (``nn/fast_background.py``) while this one does the
-   scatter-add.
+8. **The worker thread** (``nn/fast_background.py``): while training, forward hands it backward's
+   factors (point 4) as soon as the loop ends, and backward hands it the product for dWh while this
+   thread does the scatter-add.
 """
 import os
 
@@ -114,6 +115,34 @@ def row_blocks(rows, inner, cols, max_blocks=4):
         return [slice(0, rows)]
     size = -(-rows // count)
     return [slice(start, start + size) for start in range(0, rows, size)]
+
+
+BACKGROUND_SIZE = 2**16  # gates arrays at least this big get their backward factors on the worker
+
+
+def _backward_factors(gates, cs_all, tanh_cs, scratch):
+    """K (T, B, 3, H), L (T, B, H) and M (T, B, H) of point 4 in the module docstring, written into
+    ``scratch["factors"]`` and ``scratch["M"]``, from the forward's gates (T, B, 4H), cells
+    cs_all (T+1, B, H) and tanh(c) (T, B, H)."""
+    T, B, H = tanh_cs.shape
+    per_gate = gates.reshape(T, B, 4, H)
+    i, g, o = per_gate[:, :, 0], per_gate[:, :, 2], per_gate[:, :, 3]
+    # The gate derivatives s' for all steps: s(1-s) for the sigmoids, 1-g^2 for the tanh ...
+    factors = np.subtract(1, gates, out=scratch["factors"].reshape(T, B, 4 * H))
+    factors *= gates
+    factors = factors.reshape(T, B, 4, H)
+    np.square(g, out=factors[:, :, 2])
+    np.subtract(1, factors[:, :, 2], out=factors[:, :, 2])
+    # ... then, in the same array, K (the first three blocks) and L (the last), and M apart.
+    K, L = factors[:, :, :3], factors[:, :, 3]
+    K[:, :, 0] *= g
+    K[:, :, 1] *= cs_all[:-1]
+    K[:, :, 2] *= i
+    L *= tanh_cs
+    M = np.square(tanh_cs, out=scratch["M"])
+    np.subtract(1, M, out=M)
+    M *= o
+    return K, L, M
 
 
 class FastLSTM(LSTM):
@@ -247,6 +276,11 @@ class FastLSTM(LSTM):
         self.hs, self.cs = hs_all[1:], cs_all[1:]
         self.h0, self.c0 = hs_all[0], cs_all[0]
         self.final_state = (hs_all[T].copy(), cs_all[T].copy())
+        # Backward's factors depend on nothing that comes later, so while training the worker
+        # thread computes them now, while this one goes on with the layers above and the loss.
+        self._factors_job = None
+        if self.training and gates.size >= BACKGROUND_SIZE:
+            self._factors_job = background().submit(_backward_factors, gates, cs_all, tanh_cs, scratch)
         return self.hs
 
     def backward(self, dhs, dfinal_state=None):
@@ -259,22 +293,9 @@ class FastLSTM(LSTM):
         i, f, g, o = (per_gate[:, :, k] for k in range(4))  # (T, B, H) views
 
         scratch = self._scratch(T, B)
-        # The gate derivatives s' for all steps: s(1-s) for the sigmoids, 1-g^2 for the tanh ...
-        factors = np.subtract(1, self.gates, out=scratch["factors"].reshape(T, B, 4 * H))
-        factors *= self.gates
-        factors = factors.reshape(T, B, 4, H)
-        np.square(g, out=factors[:, :, 2])
-        np.subtract(1, factors[:, :, 2], out=factors[:, :, 2])
-        # ... then, in the same array, K (the first three blocks) and L (the last), and M apart:
-        # point 4 of the module docstring.
-        K, L = factors[:, :, :3], factors[:, :, 3]
-        K[:, :, 0] *= g
-        K[:, :, 1] *= self.cs_all[:-1]
-        K[:, :, 2] *= i
-        L *= self.tanh_cs
-        M = np.square(self.tanh_cs, out=scratch["M"])
-        np.subtract(1, M, out=M)
-        M *= o
+        job = getattr(self, "_factors_job", None)
+        K, L, M = job.result() if job is not None else _backward_factors(self.gates, self.cs_all,
+                                                                          self.tanh_cs, scratch)
 
         da = scratch["da"]  # gradient of the (unscaled) pre-activations a_t, (T, B, 4, H)
         dh = np.empty((B, H), self.dtype)
