@@ -524,7 +524,7 @@ def make_piece(trained, out, length, temperature=1.0, top_k=None, seed=0, prime=
     from .generate import NoteRules, default_prime, generate, prime_from_file, write_piece
     rng = np.random.default_rng(seed)
     if prime is not None:
-        prime_ids, skipped = prime_from_file(prime, trained)
+        prime_ids, skipped = prime_from_file(prime, trained, on_skip=lambda error: warn(f"skipped {error}"))
         if skipped:
             warn(f"{prime}: {skipped} chunks are not in the model's vocabulary and were skipped")
     else:

@@ -259,14 +259,15 @@ def default_prime(trained, rng):
     return [roulette_wheel(weights, rng)]
 
 
-def prime_from_file(path, trained):
-    """Prime ids from a MIDI file or a chunk text file, encoded with the checkpoint's settings.
+def prime_from_file(path, trained, on_skip=None):
+    """Prime ids from a MIDI file, a folder of them or a chunk text file, in the checkpoint's settings.
 
     Returns ``(ids, skipped)``: the ids of the known chunks (all pieces of a text file, in order)
     and how many chunks were not in the vocabulary and were left out. Raises ``DataError`` when
     no chunk of the file is in the vocabulary, ``MidiError``/``ChunkError`` for a broken file.
+    ``on_skip(error)`` hears of each broken file skipped in a folder.
     """
-    sequences = events.load_data(path, trained.settings)
+    sequences = events.load_data(path, trained.settings, on_skip=on_skip)
     ids, skipped = trained.vocab.encode_skipping([c for piece in sequences for c in piece.chunks])
     if len(ids) == 0:
         raise DataError(f"{path}: none of its {skipped} chunks is in the model's vocabulary, "

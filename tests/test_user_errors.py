@@ -439,3 +439,14 @@ def test_a_tempo_too_slow_for_midi_is_a_usage_error(tmp_path, trained_run, capsy
     assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid"), "--tempo", bpm]) == 2
     assert "--tempo" in error_line(capsys)
     assert files_in(tmp_path) == ["in.txt"]
+
+
+def test_a_prime_folder_with_a_broken_file_warns(tmp_path, trained_run, midi_folder, capsys):
+    # Was: the broken file was skipped without a word (training warns for the same folder).
+    folder = tmp_path / "primes"
+    folder.mkdir()
+    (folder / "good.mid").write_bytes((midi_folder / "tune0.mid").read_bytes())
+    (folder / "junk.mid").write_bytes(b"not a midi file")
+    assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid"), "--prime", str(folder)]) == 0
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith("warning: ") and "junk.mid" in warnings[0]
