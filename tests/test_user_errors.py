@@ -450,3 +450,13 @@ def test_a_prime_folder_with_a_broken_file_warns(tmp_path, trained_run, midi_fol
     assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid"), "--prime", str(folder)]) == 0
     warnings = capsys.readouterr().err.strip().splitlines()
     assert len(warnings) == 1 and warnings[0].startswith("warning: ") and "junk.mid" in warnings[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_an_endless_midi_input_is_cut_at_the_size_cap():
+    # Was: a file whose size the system does not know up front (a device, a file still growing)
+    # passed the size check (getsize says 0) and was then read without end.
+    from lstm_from_scratch.errors import MidiError
+    from lstm_from_scratch.music.midi_safety import read_midi_file
+    with pytest.raises(MidiError, match="over the cap"):
+        read_midi_file("/dev/zero", max_bytes=1000)

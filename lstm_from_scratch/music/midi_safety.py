@@ -156,7 +156,9 @@ def read_midi_file(path, max_bytes=MAX_FILE_BYTES):
         if size > max_bytes:
             raise MidiError(path, f"the file has {size:,} bytes, over the cap of {max_bytes:,} bytes")
         with open(path, "rb") as file:
-            data = file.read()
+            data = file.read(max_bytes + 1)  # a device or a growing file can be longer than its size said
+        if len(data) > max_bytes:
+            raise MidiError(path, f"the file has more than {max_bytes:,} bytes, over the cap")
     except OSError as error:
         raise MidiError(path, f"cannot read the file: {error.strerror or error}") from error
     check_header(path, data)
