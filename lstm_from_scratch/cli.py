@@ -426,10 +426,15 @@ def run_train(args):
             raise UsageError(f"a resumed run keeps its settings; only --epochs may change (got {flags})")
         if Path(args.resume).is_file():
             raise UsageError(f"--resume takes the run folder (the one holding last.npz), not {args.resume}")
+        if args.epochs is not None and args.epochs < 1:
+            raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
         path, _, meta = load_run(args.resume)
         settings, config, vocab = run_settings(path, meta)
         if args.epochs is not None:
             config = dataclasses.replace(config, epochs=args.epochs)
+        if config.epochs <= meta["epoch"]:
+            raise UsageError(f"{path} has finished {meta['epoch']} epochs of {config.epochs}; to train "
+                             f"more, give --epochs above {meta['epoch']}")
         sequences, settings = load_pieces(args.data, settings)
         dataset = prepare(args.data, sequences, settings, config, vocab=vocab)
         say(f"resuming {path} after epoch {meta['epoch']}" + (f", batch {meta['batch']}" if meta["batch"] else ""))

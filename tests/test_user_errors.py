@@ -460,3 +460,16 @@ def test_an_endless_midi_input_is_cut_at_the_size_cap():
     from lstm_from_scratch.music.midi_safety import read_midi_file
     with pytest.raises(MidiError, match="over the cap"):
         read_midi_file("/dev/zero", max_bytes=1000)
+
+
+@pytest.mark.parametrize("epochs, status", [("0", 2), ("1", 2)])
+def test_resume_with_epochs_not_above_those_done_is_a_usage_error(tmp_path, midi_folder, trained_run,
+                                                                  capsys, epochs, status):
+    # Was: --epochs 0 gave exit status 1 and a line without the command; --epochs 1 on a run that
+    # had done 1 epoch printed "training ... for 1 epochs" and "wrote ..." having trained nothing.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.npz").write_bytes((trained_run / "last.npz").read_bytes())
+    assert cli.main(["train", str(midi_folder), "--resume", str(run), "--epochs", epochs]) == status
+    assert "--epochs" in error_line(capsys)
+    assert files_in(run) == ["last.npz"]
