@@ -26,6 +26,9 @@ import numpy as np  # noqa: E402
 from .errors import DataError, LstmMusicError, MidiWarning
 
 EXIT_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+# The largest --hidden, --layers or --embedding we take. Far beyond any memory (a 100,000-unit LSTM
+# needs 160 GB of weights): bigger numbers would only fail later, inside NumPy, with a traceback.
+MAX_SIZE = 100_000
 
 # Learning rates `compare` uses unless told otherwise. Measured on the built-in corpus (LSTM 64,
 # --transpose 5, 4 epochs, clip 5): the best of a few tries each. SGD (momentum 0.9) needs a far
@@ -332,8 +335,8 @@ def model_config(args):
         hidden = 128 if args.hidden is None else args.hidden
         layers = 1 if args.layers is None else args.layers
         dropout = 0.0 if args.dropout is None else args.dropout
-        if hidden < 1 or layers < 1 or not 0 <= dropout < 1:
-            raise UsageError("--hidden and --layers must be >= 1 and --dropout in [0, 1)")
+        if not (1 <= hidden <= MAX_SIZE and 1 <= layers <= MAX_SIZE and 0 <= dropout < 1):
+            raise UsageError(f"--hidden and --layers must be in 1..{MAX_SIZE:,} and --dropout in [0, 1)")
         stack = []
         for _ in range(layers):
             stack.append({"type": "lstm", "hidden_size": hidden})
@@ -341,8 +344,8 @@ def model_config(args):
                 stack.append({"type": "dropout", "rate": dropout})
         config = {"input": "onehot", "layers": stack, "output": "sequence"}
     if args.embedding is not None:
-        if args.embedding < 1:
-            raise UsageError("--embedding must be >= 1")
+        if not 1 <= args.embedding <= MAX_SIZE:
+            raise UsageError(f"--embedding must be in 1..{MAX_SIZE:,}")
         config.update(input="embedding", embedding_dim=args.embedding)
     return config
 

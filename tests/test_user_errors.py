@@ -473,3 +473,12 @@ def test_resume_with_epochs_not_above_those_done_is_a_usage_error(tmp_path, midi
     assert cli.main(["train", str(midi_folder), "--resume", str(run), "--epochs", epochs]) == status
     assert "--epochs" in error_line(capsys)
     assert files_in(run) == ["last.npz"]
+
+
+@pytest.mark.parametrize("option", [["--hidden", str(10**30)], ["--layers", str(10**30)],
+                                    ["--embedding", str(10**30)], ["--max-delta-beats", "1e308"]])
+def test_an_absurdly_large_size_is_a_usage_error(tmp_path, midi_folder, capsys, option):
+    # Was: TypeError (NumPy cannot take the square root of a 100-bit integer) or OverflowError
+    # (1e308 beats times the grid is infinite steps) tracebacks.
+    assert cli.main(["train", str(midi_folder), *option, "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
+    assert option[0].lstrip("-").replace("-", "_") in error_line(capsys).replace("-", "_")

@@ -115,8 +115,10 @@ class EventSettings:
             raise ValueError(f"EventSettings: grid must be an integer in 1..32767, got {self.grid!r}")
         cap = self.max_delta_beats
         is_number = isinstance(cap, (int, float)) and not isinstance(cap, bool) and math.isfinite(cap)
-        if not is_number or cap * self.grid < 1:  # the cap must allow at least one grid step
-            raise ValueError(f"EventSettings: max_delta_beats must be a number >= 1/grid, got {cap!r}")
+        # The cap must allow at least one grid step, and at most the longest delta MIDI can hold.
+        if not is_number or not 1 <= cap * self.grid <= MAX_DELTA:
+            raise ValueError(f"EventSettings: max_delta_beats must be a number in 1/grid..{MAX_DELTA}/grid "
+                             f"(grid {self.grid}), got {cap!r}")
         bins = self.velocity_bins
         if not isinstance(bins, int) or isinstance(bins, bool) or not 1 <= bins <= 127:
             raise ValueError(f"EventSettings: velocity_bins must be an integer in 1..127, got {bins!r}")
