@@ -156,7 +156,10 @@ def prepare_data(sequences, settings, config, vocab=None):
         train_ids = [vocab.encode(piece) for piece in train_pieces]
         val_ids = [vocab.encode(piece) for piece in val_pieces]
     except UnknownTokenError as error:
-        raise DataError(f"{error} (resume with the same data and event settings)") from None
+        where = f" of {error.source}" if error.source else ""
+        raise DataError(f"chunk {error.token!r}{where} is not in the vocabulary ({len(vocab)} "
+                        f"chunks): --resume needs the data and event settings the run was made with"
+                        ) from None
     train_x, train_y = windows_from_sequences(train_ids, config.seq_len, config.step)
     val_x = val_y = np.zeros((0, config.seq_len), dtype=np.int64)
     long_enough = [ids for ids in val_ids if len(ids) > config.seq_len]

@@ -482,3 +482,17 @@ def test_an_absurdly_large_size_is_a_usage_error(tmp_path, midi_folder, capsys, 
     # (1e308 beats times the grid is infinite steps) tracebacks.
     assert cli.main(["train", str(midi_folder), *option, "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
     assert option[0].lstrip("-").replace("-", "_") in error_line(capsys).replace("-", "_")
+
+
+def test_resume_with_other_data_gives_advice_for_the_command_line(tmp_path, midi_folder, trained_run, capsys):
+    # Was: "... or encode with unknown='skip' to drop unknown chunks.": advice for the Python API.
+    other = tmp_path / "other"
+    other.mkdir()
+    write_tune(other / "low.mid", [40, 43, 47] * 20)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.npz").write_bytes((trained_run / "last.npz").read_bytes())
+    assert cli.main(["train", str(other), "--resume", str(run), "--epochs", "3"]) == 1
+    line = error_line(capsys)
+    assert str(other) in line and "low.mid" in line and "vocabulary" in line and "--resume" in line
+    assert "unknown=" not in line
