@@ -219,9 +219,12 @@ def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, 
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         model_config = validate_config({**model_config, "vocab_size": len(dataset.vocab)})
-    except ValueError as error:
+        model = Model(model_config, seed=config.seed)
+    except (ValueError, TypeError, KeyError) as error:  # TypeError: a field of the wrong type
+        if resume:  # the config came from the checkpoint's metadata
+            raise CheckpointError(run_dir / "last.npz", f"damaged metadata, cannot resume: model "
+                                                        f"config: {error}") from None
         raise ConfigError(str(error)) from None
-    model = Model(model_config, seed=config.seed)
     optimizer_settings = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
     optimizer = make_optimizer(config.optimizer, config.lr, **optimizer_settings)
     shuffle_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(2)[1])
@@ -272,8 +275,8 @@ class _RunState:
             for inputs, targets in islice(batches, self.batch, None):  # skip batches done before a resume
                 if model.config["output"] == "last":
                     targets = targets[-1]  # only the token after each window is predicted
-                # A diverging run overflows (exp, tanh) before its loss turns inf or NaN; the check
-                # below reports that with advice, so NumPy's own warnings would only be noise.
+                # A diverging run overflows (exp, tanh, a huge step) before its loss turns inf or
+                # NaN; the check reports that with advice, so NumPy's own warnings would be noise.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     loss, grads = model.loss(inputs, targets, training=True)
                 if not math.isfinite(loss) or loss > self.exploded:
@@ -283,8 +286,9 @@ class _RunState:
                         f"the training loss became {loss:.4g} at epoch {epoch}, batch {self.batch + 1} "
                         f"(a uniform guess scores {self.uniform:.3g}); try a lower --lr (now "
                         f"{config.lr}) or {clipping}")
-                clip_grad_norm(grads, config.clip)
-                self.optimizer.step(model.params, grads)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    clip_grad_norm(grads, config.clip)
+                    self.optimizer.step(model.params, grads)
                 self.batch += 1
                 self.loss_sum += loss
                 if bar is not None:
@@ -512,9 +516,18 @@ def run_progress(path, meta, batches_per_epoch=None):
             raise damaged(f"{key} must be a number, got {value!r}")
         values.append(value)
     history = meta.get("history")
-    if not isinstance(history, list) or not all(isinstance(record, dict) for record in history):
-        raise damaged("history must be a list of records")
+    if not isinstance(history, list) or not all(_is_record(record) for record in history):
+        raise damaged("history must be a list of epoch records")
     return (*values, history)
+
+
+def _is_record(record):
+    """Whether ``record`` looks like a history record ``finish_epoch`` writes: its keys, numbers or None."""
+    keys = {"epoch", "train_loss", "val_loss", "val_perplexity", "val_accuracy", "baseline_loss",
+            "baseline_accuracy", "elapsed"}
+    return isinstance(record, dict) and set(record) == keys and all(
+        value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+        for value in record.values())
 
 
 def load_run(path):

@@ -496,3 +496,34 @@ def test_resume_with_other_data_gives_advice_for_the_command_line(tmp_path, midi
     line = error_line(capsys)
     assert str(other) in line and "low.mid" in line and "vocabulary" in line and "--resume" in line
     assert "unknown=" not in line
+
+
+def edit_model_config(change):
+    def edit(meta):
+        change(meta["model_config"])
+    return edit
+
+
+@pytest.mark.parametrize("edit", [
+    edit_resume("model_config", "x"),
+    edit_model_config(lambda config: config["layers"][0].update(forget_bias="x")),
+    edit_model_config(lambda config: config["layers"][0].update(hidden_size=10**20)),
+    edit_model_config(lambda config: config["layers"][0].update(type=[])),
+    edit_resume("history", [{}]),
+    lambda meta: meta["history"][0].update(val_loss="x"),
+])
+def test_resume_from_a_damaged_model_config_or_history_is_one_line(tmp_path, midi_folder, trained_run,
+                                                                   capsys, edit):
+    # Was: TypeError / ValueError tracebacks from the model, the CSV writer or the best-loss check
+    # (found by fuzzing every metadata field with values of the wrong type).
+    run = tmp_path / "run"
+    edited_checkpoint(trained_run / "last.npz", run / "last.npz", edit)
+    assert cli.main(["train", str(midi_folder), "--resume", str(run), "--epochs", "2"]) == 1
+    assert str(run / "last.npz") in error_line(capsys)
+
+
+def test_an_enormous_learning_rate_gives_only_the_divergence_line(tmp_path, midi_folder, capsys):
+    # Was: "warning: overflow encountered in multiply" from the optimizer step before the error.
+    assert cli.main(["train", str(midi_folder), *TINY[:6], "--lr", "1e308", "--epochs", "1",
+                     "--out", str(tmp_path / "r")]) == 1
+    assert "--lr" in error_line(capsys)
