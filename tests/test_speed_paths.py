@@ -287,3 +287,22 @@ def test_backward_factors_from_the_worker_thread(id_input, rng, monkeypatch):
         np.testing.assert_allclose(dx_fast, dx_slow, rtol=1e-12, atol=1e-13)
     errors = check_layer_gradients(fast, x, state, eps=1e-5, rng=rng)
     assert max(errors.values()) < 1e-6
+
+
+def test_training_step_is_the_same_with_or_without_the_worker_thread(monkeypatch):
+    from lstm_from_scratch.nn import fast_background, fast_lstm, losses
+
+    monkeypatch.setattr(fast_lstm, "BACKGROUND_SIZE", 0)  # every job, even at this tiny size
+    monkeypatch.setattr(losses, "PARALLEL_SIZE", 0)
+    config = {"vocab_size": 11, "input": "embedding", "embedding_dim": 3,
+              "layers": [{"type": "lstm", "hidden_size": 6}, {"type": "dense", "units": 5, "activation": "tanh"},
+                         {"type": "lstm", "hidden_size": 4}]}
+    ids, targets = np.random.default_rng(0).integers(0, 11, (2, 7, 3))
+    results = []
+    for enabled in (True, False):
+        monkeypatch.setattr(fast_background, "ENABLED", enabled)
+        loss, grads = Model(config, dtype=np.float64, seed=1).loss(ids, targets)
+        results.append((loss, {name: grad.copy() for name, grad in grads.items()}))
+    assert results[0][0] == results[1][0]
+    for name, grad in results[0][1].items():
+        np.testing.assert_array_equal(grad, results[1][1][name], err_msg=name)
