@@ -605,8 +605,9 @@ def run_render(args):
 def run_plot(args):
     from .music.events import midi_to_notes
     from .plots import plot_piano_roll
-    out = output_path(args.out, [args.midi])
-    plot_piano_roll(midi_to_notes(args.midi), out, title=Path(args.midi).name)
+    output_path(args.out, [args.midi], create=False)  # check before reading, create after
+    notes = midi_to_notes(args.midi)
+    plot_piano_roll(notes, output_path(args.out, [args.midi]), title=Path(args.midi).name)
     say(f"wrote {args.out}")
     return 0
 
@@ -616,9 +617,9 @@ def run_encode(args):
     settings = event_settings(args)
     if Path(args.source).suffix.lower() == ".txt":
         raise UsageError(f"{args.source} is already chunk text; encode reads MIDI files or folders")
-    out = output_path(args.out, [args.source])
+    output_path(args.out, [args.source], create=False)  # check before the (slow) load, create after
     sequences, settings = load_pieces(args.source, settings)
-    write_chunk_text(out, sequences, settings)
+    write_chunk_text(output_path(args.out, [args.source]), sequences, settings)
     say(f"wrote {args.out}: {sum(len(piece.chunks) for piece in sequences)} chunks")
     return 0
 
@@ -626,10 +627,11 @@ def run_encode(args):
 def run_decode(args):
     from .music.events import chunks_to_midi, read_chunk_text
     tempo = _tempo(args.tempo)
-    out = output_path(args.out, [args.source])
+    output_path(args.out, [args.source], create=False)  # check before reading, create after
     sequences = [piece for piece in read_chunk_text(args.source) if piece.chunks]
     if not sequences:
         raise DataError(f"{args.source}: no chunks in this chunk text file")
+    out = output_path(args.out, [args.source])
     written = []
     for number, piece in enumerate(sequences, start=1):
         # One MIDI file per piece: OUT.mid for the first, OUT-2.mid, OUT-3.mid, ... for the others.

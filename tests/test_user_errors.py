@@ -527,3 +527,11 @@ def test_an_enormous_learning_rate_gives_only_the_divergence_line(tmp_path, midi
     assert cli.main(["train", str(midi_folder), *TINY[:6], "--lr", "1e308", "--epochs", "1",
                      "--out", str(tmp_path / "r")]) == 1
     assert "--lr" in error_line(capsys)
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "plot"])
+def test_a_missing_input_leaves_no_new_output_folder(tmp_path, capsys, command):
+    # Was: the output's folder was created before the input was read, and stayed, empty.
+    assert cli.main([command, str(tmp_path / "missing.mid"), "-o", str(tmp_path / "new" / "x.out")]) == 1
+    assert "missing.mid" in error_line(capsys)
+    assert files_in(tmp_path) == []
