@@ -538,6 +538,9 @@ def load_run(path):
     """
     path = Path(path)
     if path.is_dir():
+        if not (path / "last.npz").exists():
+            raise CheckpointError(path, "no last.npz in this folder: not a run folder, or its run "
+                                        "stopped before it saved anything")
         path = path / "last.npz"
     arrays, meta = load_checkpoint(path)
     missing = [key for key in ("model_config", "vocabulary", "event_settings", "rng") if key not in meta]

@@ -532,3 +532,14 @@ def test_a_missing_input_leaves_no_new_output_folder(tmp_path, capsys, command):
     assert cli.main([command, str(tmp_path / "missing.mid"), "-o", str(tmp_path / "new" / "x.out")]) == 1
     assert "missing.mid" in error_line(capsys)
     assert files_in(tmp_path) == []
+
+
+def test_resume_or_generate_from_a_folder_without_a_checkpoint_says_so(tmp_path, midi_folder, capsys):
+    # Was: "error: FOLDER/last.npz: no such file", which does not say what is wrong with FOLDER.
+    folder = tmp_path / "not a run"
+    folder.mkdir()
+    assert cli.main(["train", str(midi_folder), "--resume", str(folder)]) == 1
+    line = error_line(capsys)
+    assert str(folder) in line and "no last.npz" in line
+    assert cli.main(["generate", str(folder), "-o", str(tmp_path / "x.mid")]) == 1
+    assert "no last.npz" in error_line(capsys)
