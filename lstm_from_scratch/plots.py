@@ -21,6 +21,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from lstm_from_scratch.errors import LstmMusicError
 
@@ -116,6 +117,7 @@ def plot_loss_curves(history: list[dict], path, baseline=None, title: str | None
     if base_loss is not None:
         loss_axes.axhline(base_loss, color="gray", linestyle=":", label="unigram baseline")
     loss_axes.set(xlabel="epoch", ylabel="cross-entropy (nats)", title="loss")
+    loss_axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     if not history:
         _empty_note(loss_axes, "no epochs yet")
     loss_axes.legend(fontsize="small")
@@ -130,6 +132,7 @@ def plot_loss_curves(history: list[dict], path, baseline=None, title: str | None
             accuracy_axes.axhline(base_accuracy, color="gray", linestyle=":",
                                   label="most frequent token")
         accuracy_axes.set(xlabel="epoch", ylabel="next-token accuracy", title="accuracy")
+        accuracy_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         accuracy_axes.legend(fontsize="small")
         accuracy_axes.grid(alpha=0.3)
     if title:
@@ -153,6 +156,7 @@ def plot_optimizer_comparison(histories: dict[str, list[dict]], path, title: str
             axes.plot(*_series(history, "train_loss", x_key), "-", color=colour, label=name)
             axes.plot(*_series(history, "val_loss", x_key), "--", color=colour)
     by_epoch.set(xlabel="epoch", ylabel="cross-entropy (nats)", title="loss per epoch")
+    by_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
     by_time.set(xlabel="seconds", title="loss against time")
     if not histories:
         _empty_note(by_epoch, "no runs")
