@@ -9,7 +9,7 @@ Why this format:
 
 - **No pickle.** Loading uses ``allow_pickle=False``, so opening a checkpoint from a stranger cannot run
   their code; object arrays are refused on saving and on loading.
-- **Atomic writes.** We write a temporary file in the same folder, flush it to disk, then
+- **Atomic writes** (``atomic.py``). We write a temporary file in the same folder, flush it to disk, then
   ``os.replace`` it over the target. A rename within one folder is atomic, so a crash mid-save leaves
   either the old checkpoint or the new one, never half of one.
 - **Clear refusals.** Every problem on loading (no file, not a zip, cut short, no metadata, a newer
@@ -17,15 +17,14 @@ Why this format:
   ``check_compatible`` names the field (vocabulary, model config, ...) that does not match.
 """
 
-import contextlib
 import json
-import os
-import tempfile
+import os  # noqa: F401 (unused here; tests/test_checkpoint.py patches checkpoint.os.replace)
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from lstm_from_scratch.atomic import atomic_write
 from lstm_from_scratch.errors import LstmMusicError
 
 FORMAT_VERSION = 1
@@ -63,25 +62,15 @@ def save_checkpoint(path, arrays, meta):
     entries = {**arrays, META_KEY: np.frombuffer(meta_text.encode("utf-8"), dtype=np.uint8)}
 
     try:
-        handle = tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+        atomic_write(path, lambda file: _write_npz(file, entries))
     except OSError as error:
-        reason = f"cannot create a file in {path.parent} ({error.strerror or error})"
+        if path.parent.is_dir():
+            reason = f"could not write the checkpoint ({error.strerror or error})"
+        else:
+            reason = f"cannot create a file in {path.parent} ({error.strerror or error})"
         raise CheckpointError(path, reason) from error
-    try:
-        with handle:
-            _write_npz(handle, entries)
-            handle.flush()
-            os.fsync(handle.fileno())  # the bytes reach the disk before the rename makes them visible
-        os.chmod(handle.name, 0o644)  # temporary files start private (0600); a checkpoint is an ordinary file
-        os.replace(handle.name, path)
-    except BaseException as error:  # even Ctrl-C: never leave the temporary file behind
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(handle.name)
-        if isinstance(error, (OSError, ValueError, TypeError)):
-            raise CheckpointError(path, f"could not write the checkpoint ({error})") from error
-        raise
-    _fsync_folder(path.parent)
+    except (ValueError, TypeError) as error:  # e.g. an object array, refused by _write_npz
+        raise CheckpointError(path, f"could not write the checkpoint ({error})") from error
 
 
 def _write_npz(file, entries):
@@ -91,20 +80,6 @@ def _write_npz(file, entries):
         for name, array in entries.items():
             with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-
-
-def _fsync_folder(folder):
-    # Make the rename itself durable. Not every system can open a folder (Windows cannot): best effort.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path):

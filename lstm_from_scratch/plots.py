@@ -10,8 +10,6 @@ crash never leaves half a PNG where a README expects a picture.
 """
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from lstm_from_scratch.atomic import atomic_write
 from lstm_from_scratch.errors import LstmMusicError
 
 WIDTH, HEIGHT, DPI = 8.0, 4.0, 100
@@ -54,22 +53,10 @@ def _new_figure(width: float = WIDTH, height: float = HEIGHT) -> Figure:
 def _save(figure: Figure, path) -> Path:
     """Render ``figure`` as PNG to ``path`` atomically (temp file in the same folder, then rename)."""
     path = Path(path)
-    # A fresh name in the target folder, created with O_EXCL so it is ours alone. Mode 0o666 lets the
-    # user's umask decide the permissions, as for any new file (tempfile.mkstemp would force 0o600).
-    temp_path = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        handle = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=DPI))
     except OSError as error:
-        raise PlotError(f"cannot write figure {path}: {error.strerror}") from None
-    try:
-        with os.fdopen(handle, "wb") as file:
-            figure.savefig(file, format="png", dpi=DPI)
-        os.replace(temp_path, path)
-    except BaseException as error:
-        temp_path.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise PlotError(f"cannot write figure {path}: {error}") from None
-        raise
+        raise PlotError(f"cannot write figure {path}: {error.strerror or error}") from None
     return path
 
 

@@ -24,9 +24,7 @@ import dataclasses
 import io
 import json
 import math
-import os
 import signal
-import tempfile
 import threading
 import time
 from itertools import islice
@@ -34,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write_text
 from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save_checkpoint
 from .data import (DataError, iterate_batches, num_batches, split_by_file, unigram_baseline,
                    windows_from_sequences)
@@ -376,13 +375,13 @@ class _RunState:
 
     def save_history(self, plot=False):
         """Write ``history.json`` and ``history.csv`` (and with ``plot``, ``loss.png``)."""
-        _write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
+        atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
         if self.history:
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=list(self.history[0]))
             writer.writeheader()
             writer.writerows(self.history)
-            _write_text(self.run_dir / "history.csv", buffer.getvalue())
+            atomic_write_text(self.run_dir / "history.csv", buffer.getvalue())
         if plot:
             from .plots import plot_loss_curves  # matplotlib is slow to import; only when drawing
             plot_loss_curves(self.history, self.run_dir / "loss.png", baseline=self.dataset.baseline)
@@ -449,28 +448,7 @@ class _InterruptFlag:
         return False
 
 
-def _write_text(path, text):
-    """Write ``text`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``.
-
-    An ``OSError`` names ``path`` (never the temporary file).
-    """
-    try:
-        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise OSError(error.errno, error.strerror, str(path)) from error
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-        umask = os.umask(0)  # mkstemp makes the file private (0600); give it the usual mode
-        os.umask(umask)
-        os.chmod(temp_name, 0o666 & ~umask)
-        os.replace(temp_name, path)
-    except BaseException as error:
-        if os.path.exists(temp_name):
-            os.remove(temp_name)
-        if isinstance(error, OSError):
-            raise OSError(error.errno, error.strerror, str(path)) from error
-        raise
+_write_text = atomic_write_text  # the old name, which cli.py imports
 
 
 def run_settings(path, meta):

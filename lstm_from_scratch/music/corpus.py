@@ -32,15 +32,14 @@ which catches most typing mistakes.
 Times in a ``Piece`` are ticks, ``TICKS_PER_BEAT`` (480) to the quarter note.
 """
 import io
-import os
 import re
-import secrets
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import mido
 
+from lstm_from_scratch.atomic import atomic_write_bytes
 from lstm_from_scratch.errors import LstmMusicError
 
 TICKS_PER_BEAT = 480  # ticks per quarter note; divisible by 2, 3, 4, 8 and 16
@@ -355,23 +354,11 @@ def midi_bytes(piece):
 
 
 def _atomic_write(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``,
-    so a crash never leaves half a file."""
-    path = Path(path)
-    # A fresh name, created with O_EXCL so it is ours alone. Mode 0o666 lets the user's umask decide
-    # the permissions, as for any new file (tempfile.mkstemp would force 0o600).
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    """Write the bytes ``data`` to ``path`` atomically (``atomic.py``); ``CorpusError`` if it fails."""
     try:
-        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
+        atomic_write_bytes(path, data)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise CorpusError(path, f"cannot write: {error.strerror or error}") from error
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def write_midi(piece, path):
@@ -445,6 +432,7 @@ def export_bach_chorales(folder, limit=None, progress=None):
     """
     try:
         from music21 import corpus as music21_corpus
+        from music21.midi import translate as music21_midi
     except ImportError as error:
         raise CorpusError(
             "music21", "exporting Bach chorales needs the optional package 'music21': "
@@ -457,14 +445,12 @@ def export_bach_chorales(folder, limit=None, progress=None):
     written = []
     for done, name in enumerate(names, start=1):
         path = folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)) + ".mid")
-        # music21 writes to a file name, so write a unique temporary name and rename it into place.
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
-            music21_corpus.parse(name).write("midi", fp=str(temporary))
-            os.replace(temporary, path)
+            # The bytes music21's own .write("midi", fp=...) would put in a file, made in memory.
+            data = music21_midi.music21ObjectToMidiFile(music21_corpus.parse(name)).writestr()
         except Exception as error:  # music21 raises many kinds; name the chorale and the reason
-            temporary.unlink(missing_ok=True)
             raise CorpusError(name, f"cannot export with music21: {error}") from error
+        _atomic_write(path, data)
         written.append(path)
         if progress is not None:
             progress(done, len(names))

@@ -55,15 +55,14 @@ import io
 import json
 import math
 import operator
-import os
 import re
-import tempfile
 from bisect import bisect_right
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import mido
 
+from lstm_from_scratch.atomic import atomic_write_bytes  # also importable from here, as it always was
 from lstm_from_scratch.errors import ChunkError, DataError, MidiError, MidiWarning  # noqa: F401
 from lstm_from_scratch.music.midi_safety import MAX_FILE_BYTES, read_midi_file
 
@@ -416,29 +415,6 @@ def _chunk_ticks(chunks, ticks_per_beat):
 
 
 # --- chunks -> MIDI ---------------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``,
-    so a crash never leaves a half-written file. An ``OSError`` names ``path``, not the temporary."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=Path(path).suffix)
-    except OSError as error:
-        raise OSError(error.errno, error.strerror, str(path)) from error
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        umask = os.umask(0)  # mkstemp makes the file private (0600); give it the usual mode
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException as error:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        if isinstance(error, OSError):
-            raise OSError(error.errno, error.strerror, str(path)) from error
-        raise
 
 
 def _integer_in(value, name, low, high):

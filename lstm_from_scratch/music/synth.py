@@ -7,15 +7,13 @@ the notes are added together and the result is scaled to fit in [-1, 1]. ``write
 A note is anything with ``start`` and ``end`` (seconds), ``pitch`` (MIDI 0..127) and ``velocity``
 (1..127) attributes, such as ``events.Note`` from ``events.midi_to_notes``.
 """
-import contextlib
 import io
-import os
-import secrets
 import wave
 from pathlib import Path
 
 import numpy as np
 
+from lstm_from_scratch.atomic import atomic_write_bytes
 from lstm_from_scratch.errors import LstmMusicError
 
 DEFAULT_SAMPLE_RATE = 22050  # samples per second: enough for notes up to about 10 kHz
@@ -134,22 +132,10 @@ def write_wav(samples, path, sample_rate=DEFAULT_SAMPLE_RATE):
     """Write samples ``(N,)`` as a 16-bit mono WAV file at ``path``, atomically. Returns ``Path(path)``."""
     data = wav_bytes(samples, sample_rate)
     path = Path(path)
-    # A fresh temporary name in the same folder, created with O_EXCL so it is ours alone; then
-    # os.replace, so a crash never leaves half a WAV file. Mode 0o666 lets the umask decide.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException as error:
-        # On a read-only folder even removing the (never created) temporary file fails: the
-        # first error is the one to report.
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise SynthError(f"{path}: cannot write: {error.strerror or error}") from error
-        raise
+        atomic_write_bytes(path, data)  # a crash never leaves half a WAV file
+    except OSError as error:
+        raise SynthError(f"{path}: cannot write: {error.strerror or error}") from error
     return path
 
 

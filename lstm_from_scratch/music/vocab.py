@@ -24,14 +24,13 @@ checkpoint) comes back with exactly the same ids.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from lstm_from_scratch.atomic import atomic_write_text
 from lstm_from_scratch.errors import LstmMusicError
 
 FORMAT_NAME = "lstm_from_scratch.vocabulary"
@@ -269,24 +268,10 @@ class Vocabulary:
         A crash mid-write leaves the old file (or none), never half a vocabulary.
         """
         path = Path(path)
-        # A fresh name in the target folder, created with O_EXCL so it is ours alone. Mode 0o666 lets the
-        # user's umask decide the permissions, as for any new file (tempfile.mkstemp would force 0o600).
-        temp_path = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
-            handle = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            atomic_write_text(path, self.to_json())
         except OSError as error:
-            raise VocabularyError(f"cannot write vocabulary {path}: {error.strerror}") from None
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(self.to_json())
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp_path, path)
-        except BaseException as error:
-            temp_path.unlink(missing_ok=True)
-            if isinstance(error, OSError):
-                raise VocabularyError(f"cannot write vocabulary {path}: {error}") from None
-            raise
+            raise VocabularyError(f"cannot write vocabulary {path}: {error.strerror or error}") from None
 
     @classmethod
     def load(cls, path) -> "Vocabulary":
