@@ -561,7 +561,7 @@ def make_piece(trained, out, length, temperature=1.0, top_k=None, seed=0, prime=
 def run_compare(args):
     from .generate import load_trained
     from .plots import plot_optimizer_comparison
-    from .train import _write_text
+    from .atomic import atomic_write_text
 
     if len(set(args.optimizers)) != len(args.optimizers):
         raise UsageError("name each optimizer once in --optimizers")
@@ -585,7 +585,7 @@ def run_compare(args):
         summary[name] = {"lr": lr, "train_config": config.to_dict(), "history": histories[name]}
         make_piece(load_trained(out / name / "best.npz"), out / f"{name}.mid", 200, seed=config.seed)
     plot_optimizer_comparison(histories, out / "compare.png")
-    _write_text(out / "compare.json", json.dumps(summary, indent=1))
+    atomic_write_text(out / "compare.json", json.dumps(summary, indent=1))
     say(f"wrote {out / 'compare.png'}, {out / 'compare.json'} and one sample per optimizer "
         f"({', '.join(f'{name}.mid' for name in histories)})")
     return 0

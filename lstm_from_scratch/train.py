@@ -448,9 +448,6 @@ class _InterruptFlag:
         return False
 
 
-_write_text = atomic_write_text  # the old name, which cli.py imports
-
-
 def run_settings(path, meta):
     """``(event settings, TrainConfig, Vocabulary)`` a run checkpoint was made with, to resume it.
 

@@ -13,10 +13,11 @@ written to a temporary file first and then moved into place.
 """
 import os
 import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+from lstm_from_scratch.atomic import atomic_write_bytes
 
 HERE = Path(__file__).resolve().parent
 FIGURES = HERE / "figures"
@@ -48,9 +49,7 @@ def run_tutorial(prefix, names):
             if not made.exists():
                 raise FileNotFoundError(f"{matches[0].name} did not write figures/{name}")
             target = FIGURES / name
-            temporary = target.with_name(f".{name}.tmp")
-            shutil.copyfile(made, temporary)
-            os.replace(temporary, target)
+            atomic_write_bytes(target, made.read_bytes())
             written.append(target)
     return written
 
