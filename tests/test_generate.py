@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from lstm_from_scratch.checkpoint import CheckpointError
 from lstm_from_scratch.generate import (
     apply_temperature, generate, prime_model, roulette_wheel, sample_index, top_k_filter)
 from lstm_from_scratch.music.vocab import Vocabulary
@@ -124,7 +125,7 @@ def test_priming_step_by_step_matches_a_forward_pass():
 
 def test_generate_refuses_a_vocabulary_of_the_wrong_size():
     model, _ = small_model()
-    with pytest.raises(Exception, match="vocabulary has 3"):
+    with pytest.raises(CheckpointError, match="vocabulary has 3"):
         generate(model, Vocabulary(["0_no_60_80", "0_no_61_80", "0_no_62_80"]), [0], 5)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from lstm_from_scratch import train as train_module
 from lstm_from_scratch.checkpoint import CheckpointError, load_checkpoint
+from lstm_from_scratch.data import DataError
 from lstm_from_scratch.music.events import ChunkSequence, EventSettings
 from lstm_from_scratch.music.vocab import Vocabulary
 from lstm_from_scratch.train import (
@@ -140,7 +141,7 @@ def test_resume_refuses_another_vocabulary_or_settings(tmp_path, dataset):
 
 def test_prepare_data_with_a_fixed_vocabulary_rejects_unknown_chunks():
     vocab = Vocabulary(["0_no_60_80", "2_nf_60_0"])
-    with pytest.raises(Exception, match="not in the vocabulary"):
+    with pytest.raises(DataError, match="not in the vocabulary"):
         prepare_data(pieces(), EventSettings(), config(), vocab=vocab)
 
 
