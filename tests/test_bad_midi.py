@@ -1,7 +1,8 @@
 """Broken MIDI files, built byte by byte: each gives a MidiError naming the file, within a second.
 
 The one-second bound is a correctness bound for hangs (mido can take 31 s on a 640 kB file of
-long variable-length numbers), not a speed test.
+long variable-length numbers), not a speed test. It is measured in CPU time (``time.process_time``),
+so a busy machine running other jobs cannot make it fail; only our own work counts.
 """
 import random
 import struct
@@ -74,10 +75,10 @@ def test_broken_file_raises_midi_error_naming_the_file_quickly(tmp_path, name):
     data, reason = CASES[name]
     path = tmp_path / f"{name}.mid"
     path.write_bytes(data)
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.raises(MidiError) as caught:
         midi_to_chunks(path)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert elapsed < 1.0, f"{name} took {elapsed:.2f} s"
     assert str(path) in str(caught.value) and caught.value.path == str(path)
     assert reason in caught.value.reason
@@ -88,10 +89,10 @@ def test_broken_file_raises_midi_error_naming_the_file_quickly(tmp_path, name):
 def test_data_byte_above_127_warns_and_still_loads(tmp_path):
     path = tmp_path / "loud.mid"
     path.write_bytes(smf(b"\x00\x90\x3c\xc8" + b"\x83\x60\x80\x3c\x00" + END_OF_TRACK))  # velocity byte 0xc8
-    started = time.perf_counter()
+    started = time.process_time()
     with pytest.warns(MidiWarning, match="loud.mid"):
         result = midi_to_chunks(path, EventSettings(raw=True))
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert result.chunks == ["0_no_60_127", "480_nf_60_0"]
 
 
@@ -139,9 +140,9 @@ def test_load_folder_skips_bad_files_and_keeps_going(tmp_path):
     (tmp_path / "b" / "long.mid").write_bytes(CASES["long_number_huge"][0])
     (tmp_path / "notes.txt").write_text("not MIDI, not looked at")
     skipped = []
-    started = time.perf_counter()
+    started = time.process_time()
     sequences, errors = load_folder(tmp_path, EventSettings(raw=True), on_skip=skipped.append)
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
     assert [sequence.name for sequence in sequences] == ["a.mid", "b/deeper/c.midi"]
     assert all(sequence.chunks == ["0_no_60_80", "480_nf_60_0"] for sequence in sequences)
     bad_names = ["broken.MID", "empty.mid", "long.mid"]
