@@ -38,7 +38,11 @@ def mentioned_names():
 
 
 def test_the_documents_mention_the_package():
-    assert any(document.exists() for document in DOCUMENTS)
+    # Without this, a renamed README or an empty tutorials folder would quietly check nothing.
+    missing = [document.name for document in DOCUMENTS if not document.exists()]
+    assert not missing, f"documents not found: {missing}"
+    assert len(DOCUMENTS) >= 12  # README, ARCHITECTURE and the ten tutorials
+    assert "README.md" in {document for document, _ in mentioned_names()}
 
 
 @pytest.mark.parametrize("document, name", mentioned_names())
