@@ -506,9 +506,11 @@ def _is_record(record):
 
 
 def load_run(path):
-    """Read a run checkpoint for resuming or generating: ``(arrays, meta)``.
+    """Read a run checkpoint for resuming or generating: ``(path, arrays, meta)``.
 
-    ``path`` is a ``.npz`` file or a run folder (then its ``last.npz``). Raises ``CheckpointError``
+    ``path`` is a ``.npz`` file or a run folder (then its ``last.npz``); the returned ``path`` is the
+    ``.npz`` file actually read. ``arrays`` maps ``"param/<name>"`` and ``"optim/<key>"`` to arrays,
+    ``meta`` is the JSON metadata. Raises ``CheckpointError``
     if it is not a checkpoint written by ``train``.
     """
     path = Path(path)
