@@ -37,8 +37,8 @@ from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save
 from .data import (DataError, iterate_batches, num_batches, split_by_file, unigram_baseline,
                    windows_from_sequences)
 from .errors import LstmMusicError
-from .music.events import format_chunk, validate_chunks
-from .music.vocab import UnknownTokenError, Vocabulary
+from .music.events import EventSettings, format_chunk, validate_chunks
+from .music.vocab import UnknownTokenError, Vocabulary, VocabularyError
 from .nn.losses import log_softmax
 from .nn.model import Model, validate_config
 from .nn.optim import clip_grad_norm, make_optimizer
@@ -454,8 +454,6 @@ def run_settings(path, meta):
     ``meta`` is the checkpoint's metadata (from ``load_run``). Raises ``CheckpointError`` naming
     ``path`` when a field is missing or damaged.
     """
-    from .music.events import EventSettings
-    from .music.vocab import VocabularyError
     try:
         settings = EventSettings.from_dict(meta["event_settings"])
         config = TrainConfig.from_dict(meta["train_config"])
