@@ -52,7 +52,7 @@ def roulette_wheel(probs, rng):
     return index
 
 
-sample_index = roulette_wheel  # the name the tutorials use for "draw one token"
+sample_index = roulette_wheel  # an older name for the same function, kept for existing callers
 
 
 def apply_temperature(logits, temperature=1.0):
@@ -122,6 +122,7 @@ class NoteRules:
         self.started = np.full(128, -1)  # tick each sounding pitch started at, -1 if silent
 
     def allowed(self):
+        """A bool mask (V,): True for each chunk these rules let the net play next."""
         is_off = self.off_pitch >= 0
         off_pitch = np.where(is_off, self.off_pitch, 0)
         sounding = self.started >= 0
@@ -133,6 +134,7 @@ class NoteRules:
         return ~is_off | sounding[off_pitch]
 
     def update(self, token):
+        """Follow one played chunk (an int id): advance the clock by its delta, start or end its note."""
         self.now += self.delta[token]
         if self.on_pitch[token] >= 0:
             self.started[self.on_pitch[token]] = self.now
@@ -144,7 +146,7 @@ def prime_model(model, prime_ids):
     """Run the model over `prime_ids` (a list of P >= 1 ids), one step at a time, at batch 1.
 
     Returns `(logits, state)`: the logits `(V,)` after the last prime token (the distribution of
-    the first new token) and the LSTM state to continue from.
+    the first new token) and the state to continue from: a list with one `(h, c)` per LSTM layer, each `(1, H)`.
     """
     if len(prime_ids) == 0:
         raise ValueError("the prime needs at least one token")
@@ -170,8 +172,9 @@ def generate(model, vocab, prime_ids, length, temperature=1.0, top_k=None, rng=N
     model.set_training(False)  # dropout off while generating
     try:
         logits, state = prime_model(model, prime_ids)
-        for token in prime_ids if rule is not None else ():
-            rule.update(token)
+        if rule is not None:  # the prime's notes are sounding too: the rules must know them
+            for token in prime_ids:
+                rule.update(token)
         new_ids = []
         for _ in range(length):
             probs = apply_temperature(logits, temperature)
