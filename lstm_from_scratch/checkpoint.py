@@ -18,7 +18,6 @@ Why this format:
 """
 
 import json
-import os  # noqa: F401 (unused here; tests/test_checkpoint.py patches checkpoint.os.replace)
 import zipfile
 from pathlib import Path
 

@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from lstm_from_scratch import checkpoint
+from lstm_from_scratch import atomic
 from lstm_from_scratch.checkpoint import (FORMAT_VERSION, CheckpointError, check_compatible, load_checkpoint,
                                           save_checkpoint)
 from lstm_from_scratch.errors import LstmMusicError
@@ -172,7 +172,7 @@ def test_interrupt_before_rename_keeps_the_old_checkpoint(tmp_path, monkeypatch)
         assert os.path.getsize(src) > 0  # the new file was complete; only the rename is lost
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint.os, "replace", interrupted)
+    monkeypatch.setattr(atomic.os, "replace", interrupted)  # save_checkpoint renames through atomic.py
     with pytest.raises(KeyboardInterrupt):  # not wrapped: Ctrl-C stays Ctrl-C
         save_checkpoint(path, {"w": np.ones(3)}, {"epoch": 2})
     assert path.read_bytes() == before
