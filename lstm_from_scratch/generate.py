@@ -160,7 +160,7 @@ def generate(model, vocab, prime_ids, length, temperature=1.0, top_k=None, rng=N
     """Generate `length` new token ids after priming the model with `prime_ids`.
 
     `model` is an `nn.model.Model` whose vocabulary is `vocab` (its size is checked);
-    `prime_ids` is a list of ids; `rng` an `np.random.Generator` (a fixed seed gives the same
+    `prime_ids` is a list of P >= 1 ids, shape `(P,)`; `rng` an `np.random.Generator` (a fixed seed gives the same
     piece). `rule` (optional, e.g. `NoteRules(vocab)`) zeroes the chunks it does not allow
     before each draw. Returns a list of `length` ints (without the prime).
     """
@@ -281,7 +281,8 @@ def prime_from_file(path, trained, on_skip=None):
 def write_piece(trained, ids, midi_path, tempo=events.DEFAULT_TEMPO, name="generated"):
     """Decode ids to chunks and write ``midi_path`` and, next to it, the chunk text (``.txt``).
 
-    Returns ``(chunks, text_path)``. The MIDI's ticks per beat are the checkpoint's, so the
+    ids: `(L,)` integer token ids, without a time or batch axis.
+    Returns ``(chunks, text_path)``: the L chunk strings and the text file's path. The MIDI's ticks per beat are the checkpoint's, so the
     deltas mean what they meant in training.
     """
     midi_path = Path(midi_path)

@@ -31,7 +31,10 @@ def numerical_gradient(f, x, eps=1e-6):
 
 
 def relative_error(a, b):
-    """The worst elementwise relative error max |a - b| / max(1e-8, |a| + |b|), as a float."""
+    """The worst elementwise relative error max |a - b| / max(1e-8, |a| + |b|), as a float.
+
+    a, b: arrays of the same shape (any), or two scalars; 0.0 when they are empty.
+    """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.size == 0:
         return 0.0
@@ -86,7 +89,7 @@ def check_model_directions(model, ids, targets, n_directions=3, eps=1e-5, rng=No
     For a random direction d (one array per parameter), the derivative of the loss along d is
     sum over parameters of grads * d analytically, and (L(p + eps d) - L(p - eps d)) / (2 eps)
     numerically: two loss evaluations per direction instead of two per weight.
-    ids, targets: as for ``model.loss``. With ``training=True`` the dropout masks are held fixed by
+    ids, targets: as for ``model.loss``, both (T, B) (targets (B,) for ``"output": "last"``). With ``training=True`` the dropout masks are held fixed by
     restoring ``model.rng`` before every evaluation. The parameters are restored afterwards.
     Returns the worst relative error over the directions.
     """

@@ -17,6 +17,8 @@ import numpy as np
 def check_ids(ids, vocab_size, where):
     """Return ``ids`` as an integer array, or raise ``ValueError`` if any id is outside ``[0, vocab_size)``.
 
+    ids: any shape, usually (T, B); returned with the same shape. ``where`` names the caller in the error.
+
     NumPy would silently read ``W[-1]`` as the last row, so negative ids are checked here, not left to it.
     """
     ids = np.asarray(ids)

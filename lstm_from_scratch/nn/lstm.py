@@ -43,6 +43,8 @@ from .layers import check_ids, gather_rows, scatter_add_rows
 def sigmoid(x):
     """Logistic function 1 / (1 + exp(-x)), elementwise, without overflow for large |x|.
 
+    x: an array of any shape, e.g. (B, 2H); returns an array of the same shape, values in [0, 1].
+
     ``exp(-x)`` overflows for x below about -710 (float64) or -89 (float32). Using ``z = exp(-|x|)``,
     which is always in (0, 1], both branches stay finite: 1/(1+z) for x >= 0 and z/(1+z) for x < 0.
     """
