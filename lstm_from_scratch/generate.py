@@ -160,9 +160,9 @@ def generate(model, vocab, prime_ids, length, temperature=1.0, top_k=None, rng=N
     """Generate `length` new token ids after priming the model with `prime_ids`.
 
     `model` is an `nn.model.Model` whose vocabulary is `vocab` (its size is checked);
-    `prime_ids` is a list of P >= 1 ids, shape `(P,)`; `rng` an `np.random.Generator` (a fixed seed gives the same
-    piece). `rule` (optional, e.g. `NoteRules(vocab)`) zeroes the chunks it does not allow
-    before each draw. Returns a list of `length` ints (without the prime).
+    `prime_ids` is a list of P >= 1 ids, shape `(P,)`; `rng` an `np.random.Generator` (a fixed
+    seed gives the same piece). `rule` (optional, e.g. `NoteRules(vocab)`) zeroes the chunks it
+    does not allow before each draw. Returns a list of `length` ints (without the prime).
     """
     if len(vocab) != model.config["vocab_size"]:
         raise CheckpointError(None, f"the vocabulary has {len(vocab)} tokens but the model "
@@ -282,8 +282,8 @@ def write_piece(trained, ids, midi_path, tempo=events.DEFAULT_TEMPO, name="gener
     """Decode ids to chunks and write ``midi_path`` and, next to it, the chunk text (``.txt``).
 
     ids: `(L,)` integer token ids, without a time or batch axis.
-    Returns ``(chunks, text_path)``: the L chunk strings and the text file's path. The MIDI's ticks per beat are the checkpoint's, so the
-    deltas mean what they meant in training.
+    Returns ``(chunks, text_path)``: the L chunk strings and the text file's path. The MIDI's
+    ticks per beat are the checkpoint's, so the deltas mean what they meant in training.
     """
     midi_path = Path(midi_path)
     chunks = trained.vocab.decode(np.asarray(ids, dtype=np.int64))
