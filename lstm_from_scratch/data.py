@@ -175,14 +175,14 @@ def unigram_baseline(train_ids, val_targets, vocab_size: int) -> dict:
     - ``val_targets``: the targets to score, any shape (for example ``Y`` of the validation windows).
     - ``vocab_size``: ``V``.
 
-    Returns a dict of floats:
+    Returns a dict:
 
     - ``"cross_entropy"``: mean ``-ln p[target]`` in nats, comparable with the net's loss;
     - ``"accuracy"``: share of targets equal to the most frequent training token;
-    - ``"most_frequent"``: that token's id;
+    - ``"most_frequent"``: that token's id, an int;
     - ``"uniform_cross_entropy"``: ``ln V``, the loss of a fresh net that guesses uniformly.
 
-    With no targets, ``"cross_entropy"`` and ``"accuracy"`` are ``None``.
+    The scores are floats; with no targets, ``"cross_entropy"`` and ``"accuracy"`` are ``None``.
     """
     vocab_size = _positive_int(vocab_size, "vocab_size")
     if isinstance(train_ids, (list, tuple)):
