@@ -31,6 +31,7 @@ class Optimizer:
         self.step_count = 0
         # One dict per buffer kind, each {param_name: array}.
         self.buffers = {kind: {} for kind in self.buffer_names}
+        self._scratch_arrays = {}  # (shape, dtype) -> work array; see _scratch
 
     def step(self, params, grads):
         """Update each ``params[name]`` in place from ``grads[name]`` (same shape, any shape)."""
@@ -75,12 +76,9 @@ class Optimizer:
         costs another.
         """
         key = (param.shape, param.dtype)
-        scratch = getattr(self, "_scratch_arrays", None)
-        if scratch is None:
-            scratch = self._scratch_arrays = {}
-        if key not in scratch:
-            scratch[key] = np.empty_like(param)
-        return scratch[key]
+        if key not in self._scratch_arrays:
+            self._scratch_arrays[key] = np.empty_like(param)
+        return self._scratch_arrays[key]
 
     def hyperparameters(self):
         """The settings as a JSON-friendly dict, for checkpoint metadata and plots."""
