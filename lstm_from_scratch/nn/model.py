@@ -301,9 +301,9 @@ class Model:
         out, new_state = ids, []
         for layer in self.layers:
             if isinstance(layer, FastLSTM):
-                out = layer.step(out, state[len(new_state)])
-                new_state.append(out)
-                out = out[0]
+                h, c = layer.step(out, state[len(new_state)])
+                new_state.append((h, c))
+                out = h  # the next layer reads h; c stays inside this LSTM
             elif isinstance(layer, LSTM):  # the readable layer: a length-1 sequence
                 out = layer.forward(out[None], state[len(new_state)])[0]
                 new_state.append(layer.final_state)
