@@ -146,7 +146,8 @@ def prime_model(model, prime_ids):
     """Run the model over `prime_ids` (a list of P >= 1 ids), one step at a time, at batch 1.
 
     Returns `(logits, state)`: the logits `(V,)` after the last prime token (the distribution of
-    the first new token) and the state to continue from: a list with one `(h, c)` per LSTM layer, each `(1, H)`.
+    the first new token) and the state to continue from: a list with one `(h, c)` per LSTM
+    layer, each `(1, H)`.
     """
     if len(prime_ids) == 0:
         raise ValueError("the prime needs at least one token")

@@ -89,8 +89,9 @@ def check_model_directions(model, ids, targets, n_directions=3, eps=1e-5, rng=No
     For a random direction d (one array per parameter), the derivative of the loss along d is
     sum over parameters of grads * d analytically, and (L(p + eps d) - L(p - eps d)) / (2 eps)
     numerically: two loss evaluations per direction instead of two per weight.
-    ids, targets: as for ``model.loss``, both (T, B) (targets (B,) for ``"output": "last"``). With ``training=True`` the dropout masks are held fixed by
-    restoring ``model.rng`` before every evaluation. The parameters are restored afterwards.
+    ids, targets: as for ``model.loss``, both (T, B) (targets (B,) for ``"output": "last"``).
+    With ``training=True`` the dropout masks are held fixed by restoring ``model.rng`` before
+    every evaluation. The parameters are restored afterwards.
     Returns the worst relative error over the directions.
     """
     rng = np.random.default_rng(rng)
