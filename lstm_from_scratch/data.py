@@ -44,6 +44,8 @@ def _as_ids(ids, what: str = "ids") -> np.ndarray:
 
 def count_windows(num_tokens: int, seq_len: int, step: int = 1) -> int:
     """How many windows ``make_windows`` cuts from ``num_tokens`` tokens: 0 if fewer than ``seq_len + 1``."""
+    seq_len = _positive_int(seq_len, "seq_len")
+    step = _positive_int(step, "step")  # step 0 would divide by zero below
     if num_tokens < seq_len + 1:
         return 0
     return (num_tokens - seq_len - 1) // step + 1

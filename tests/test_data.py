@@ -83,6 +83,8 @@ def test_bad_arguments_raise_data_errors():
         make_windows(np.arange(10), seq_len=0)
     with pytest.raises(DataError, match="step"):
         make_windows(np.arange(10), seq_len=2, step=0)
+    with pytest.raises(DataError, match="step"):
+        count_windows(10, seq_len=2, step=0)  # was a ZeroDivisionError
     with pytest.raises(DataError, match=r"\(N,\)"):
         make_windows(np.zeros((3, 3), dtype=int), seq_len=2)
     with pytest.raises(DataError, match="integer"):
