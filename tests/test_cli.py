@@ -210,7 +210,8 @@ def test_ctrl_c_during_training_saves_and_exits_130(tmp_path, midi_folder):
         deadline = time.monotonic() + 60
         while not (run / "last.npz").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert (run / "last.npz").exists(), process.stderr.read() if process.poll() else "timeout"
+        # poll() is None while it runs; an exit status of 0 is falsy, so compare with None.
+        assert (run / "last.npz").exists(), process.stderr.read() if process.poll() is not None else "timeout"
         time.sleep(0.2)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
