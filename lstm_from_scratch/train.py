@@ -233,6 +233,8 @@ def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, 
 
     with _InterruptFlag() as interrupt:
         for epoch in range(run.epoch + 1, config.epochs + 1):
+            # Kept so that a Ctrl-C save can store the generator as it was *before* this epoch's
+            # shuffle: a resume redraws the same order and skips the batches already done.
             epoch_rng_state = shuffle_rng.bit_generator.state
             if not run.train_epoch(epoch, progress, interrupt):
                 run.save(run_dir / "last.npz", epoch_rng_state)
