@@ -286,6 +286,14 @@ def main(argv=None):
         return _fail(f"{parser.prog} {args.command}: {error}", EXIT_USAGE)
     except LstmMusicError as error:
         return _fail(str(error), EXIT_INPUT)
+    except BrokenPipeError:
+        # The reader went away (`lstm-music train ... | head -1`): stop quietly, as Unix tools do.
+        # Point stdout at /dev/null so Python's own flush at exit cannot fail a second time.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # no real file descriptor (under a test's capture)
+            pass
+        return EXIT_INPUT
     except OSError as error:
         where = error.filename if error.filename is not None else ""
         return _fail(f"{where}: {error.strerror or error}" if where else str(error), EXIT_INPUT)

@@ -1,8 +1,16 @@
 """Shared pytest fixtures. Keep this file small: most helpers belong in the test file that uses them."""
+import os
 import re
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# On CI, hypothesis draws the same examples every run, so a red build can be reproduced; on a
+# developer's machine it keeps exploring new examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture

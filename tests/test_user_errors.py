@@ -543,3 +543,14 @@ def test_resume_or_generate_from_a_folder_without_a_checkpoint_says_so(tmp_path,
     assert str(folder) in line and "no last.npz" in line
     assert cli.main(["generate", str(folder), "-o", str(tmp_path / "x.mid")]) == 1
     assert "no last.npz" in error_line(capsys)
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    # `lstm-music train ... | head -1`: once head exits, the next print raises BrokenPipeError. The
+    # command stops without an error line or a traceback, as Unix tools do.
+    def reader_went_away(args):
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setattr(cli, "run_encode", reader_went_away)  # build_parser looks it up at call time
+    assert cli.main(["encode", "in.mid", "-o", "out.txt"]) == 1
+    assert capsys.readouterr().err == ""
