@@ -306,3 +306,64 @@ def test_training_step_is_the_same_with_or_without_the_worker_thread(monkeypatch
     assert results[0][0] == results[1][0]
     for name, grad in results[0][1].items():
         np.testing.assert_array_equal(grad, results[1][1][name], err_msg=name)
+
+
+class _LateRows:
+    """A stand-in for the worker's job in ``FastLSTM.backward(wait_for=...)``: the rows it guards
+    hold NaN until ``result()`` writes them, so reading them too early shows up in the gradients."""
+
+    def __init__(self, dhs, step, rows):
+        self.dhs, self.step, self.rows, self.waited = dhs, step, rows, False
+
+    def result(self):
+        self.dhs[: self.step] = self.rows
+        self.waited = True
+
+
+@pytest.mark.parametrize("step", [1, 3, T])
+def test_fast_lstm_backward_waits_for_the_rows_still_being_written(step, rng):
+    _, fast = random_pair(rng)
+    x = rng.standard_normal((T, B, D))
+    fast.forward(x)
+    dhs = rng.standard_normal((T, B, H))
+    dx_expected = fast.backward(dhs.copy())
+    expected = {key: grad.copy() for key, grad in fast.grads.items()}
+    late = dhs.copy()
+    late[:step] = np.nan  # not written yet
+    job = _LateRows(late, step, dhs[:step])
+    dx = fast.backward(late, wait_for=(step, job))
+    assert job.waited
+    np.testing.assert_array_equal(dx, dx_expected)
+    for key, grad in expected.items():
+        np.testing.assert_array_equal(fast.grads[key], grad, err_msg=key)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 7])
+def test_model_backward_splits_the_dense_input_gradient_without_changing_it(steps, monkeypatch):
+    """Model.backward computes the Dense-above-FastLSTM input gradient in two halves on two threads
+    (``_input_grad_halves``); the gradients equal those of the whole product in one call."""
+    from lstm_from_scratch.nn import fast_lstm, model as model_module
+
+    monkeypatch.setattr(fast_lstm, "BACKGROUND_SIZE", 0)
+    config = {"vocab_size": 9, "layers": [{"type": "lstm", "hidden_size": 5},
+                                          {"type": "lstm", "hidden_size": 4},
+                                          {"type": "dense", "units": 3, "activation": "tanh"}]}
+    ids, targets = np.random.default_rng(2).integers(0, 9, (2, steps, 4))
+    calls = []
+    real = model_module._input_grad_halves
+    monkeypatch.setattr(model_module, "_input_grad_halves", lambda *a: calls.append(1) or real(*a))
+    split = Model(config, dtype=np.float64, seed=3)
+    loss_split, grads = split.loss(ids, targets)
+    grads_split = {name: grad.copy() for name, grad in grads.items()}
+    assert len(calls) == (0 if steps == 1 else 1)  # the output Dense sits on the Dense(3), not on an LSTM
+
+    def whole(dense, dz):  # the unsplit product, already done
+        dx = dense.backward_input(dz)
+        done = model_module.background().submit(lambda: None)
+        return dx, (dz.shape[0], done)
+
+    monkeypatch.setattr(model_module, "_input_grad_halves", whole)
+    loss_whole, grads_whole = Model(config, dtype=np.float64, seed=3).loss(ids, targets)
+    assert loss_split == loss_whole
+    for name, grad in grads_whole.items():
+        np.testing.assert_allclose(grads_split[name], grad, rtol=1e-12, atol=1e-14, err_msg=name)

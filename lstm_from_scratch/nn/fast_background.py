@@ -5,6 +5,8 @@ arrays, so a NumPy call on this thread and one on the main thread use two cores 
 paths use it for work that does not depend on what the main thread does next:
 
 - ``Model.backward``: a Dense layer's weight gradient, while the layers below run their backward;
+  and, for a Dense right above a FastLSTM, the earlier half of its input gradient, while this thread
+  computes the later half and the LSTM's backward starts on it (it runs from the last step down);
 - ``FastLSTM.forward`` (while training): backward's factors, while the main thread goes on with the
   layers above and the loss;
 - ``FastLSTM.backward``: the product for ``dWh``, while the main thread does the scatter-add;

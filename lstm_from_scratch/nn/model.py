@@ -255,14 +255,28 @@ class Model:
         the layers below it run their backward: NumPy lets go of Python's lock inside matrix products,
         so the two use two cores at once. (With multithreaded BLAS both cores are busy anyway and this
         changes little; with one BLAS thread, as ``lstm-music`` runs, it saves 8-16% of a step.)
+
+        A Dense layer right above a FastLSTM also shares its input gradient dz @ W^T (T, B, D) with
+        that thread (``_input_grad_halves``): the LSTM's backward runs from the last step down, so it
+        can start on the later half while the worker still computes the earlier one.
         """
         dout = dlogits
         pending = []
-        for layer in reversed(self.layers):
+        earlier_half = None  # (first step not ready, job) for the FastLSTM below, or None
+        layers = self.layers
+        for n in reversed(range(len(layers))):
+            layer = layers[n]
             if isinstance(layer, Dense):
                 dz = layer.backward_activation(dout)
-                pending.append(background().submit(layer.backward_weights, dz))
-                dout = layer.backward_input(dz)
+                if n > 0 and isinstance(layers[n - 1], FastLSTM) and dz.ndim == 3 and dz.shape[0] >= 2:
+                    dout, earlier_half = _input_grad_halves(layer, dz)
+                    pending.append(background().submit(layer.backward_weights, dz))
+                else:
+                    pending.append(background().submit(layer.backward_weights, dz))
+                    dout = layer.backward_input(dz)
+            elif earlier_half is not None and isinstance(layer, FastLSTM):
+                dout = layer.backward(dout, wait_for=earlier_half)
+                earlier_half = None
             else:
                 dout = layer.backward(dout)
         for job in pending:
@@ -337,6 +351,25 @@ class Model:
                 )
         for name, value in arrays.items():
             self.params[name][...] = value
+
+
+def _input_grad_halves(dense, dz):
+    """A Dense layer's input gradient dz @ W^T for dz (T, B, O), as (dx, (half, job)): dx (T, B, D) has
+    its steps [half, T) filled by this thread, while the worker thread fills steps [0, half) (``job``
+    finishes when it has). ``FastLSTM.backward(dx, wait_for=(half, job))`` waits for it only when
+    its loop, running from step T - 1 down, reaches step half - 1.
+    """
+    T, B, O = dz.shape
+    W = dense.params["W"]
+    dx = np.empty((T, B, W.shape[0]), dtype=np.result_type(dz, W))
+    half = T // 2
+
+    def rows(start, stop):  # dx[start:stop] = dz[start:stop] @ W^T, as one (rows, O) @ (O, D) product
+        np.matmul(dz[start:stop].reshape(-1, O), W.T, out=dx[start:stop].reshape(-1, W.shape[0]))
+
+    job = background().submit(rows, 0, half)  # queued before the weight gradient: needed sooner
+    rows(half, T)
+    return dx, (half, job)
 
 
 def _kind(layer):
