@@ -367,3 +367,48 @@ def test_model_backward_splits_the_dense_input_gradient_without_changing_it(step
     assert loss_split == loss_whole
     for name, grad in grads_whole.items():
         np.testing.assert_allclose(grads_split[name], grad, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+@pytest.mark.parametrize("step", [0, 2, T, T + 3])
+def test_fast_lstm_forward_calls_on_step_once_the_rows_are_final(step, rng):
+    _, fast = random_pair(rng)
+    x = rng.standard_normal((T, B, D))
+    expected = fast.forward(x).copy()
+    seen = []
+    hs = fast.forward(x, on_step=(step, lambda rows, at: seen.append((at, rows[:at].copy(), rows))))
+    np.testing.assert_array_equal(hs, expected)
+    [(at, rows_then, rows)] = seen  # called exactly once
+    assert at == min(step, T) and rows is not None
+    np.testing.assert_array_equal(rows_then, expected[:at])  # the rows it was promised were final
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "tanh"])
+@pytest.mark.parametrize("steps", [1, 2, 7])
+def test_model_forward_splits_the_dense_above_an_lstm_without_changing_it(activation, steps, monkeypatch):
+    """With FORWARD_SPLIT_SIZE at 0, every Dense above a FastLSTM runs its forward in two halves on two
+    threads (``_DenseHalves``); logits, loss and gradients equal the unsplit ones."""
+    from lstm_from_scratch.nn import model as model_module
+
+    config = {"vocab_size": 9, "layers": [{"type": "lstm", "hidden_size": 5},
+                                          {"type": "dense", "units": 3, "activation": activation},
+                                          {"type": "lstm", "hidden_size": 4}]}
+    ids, targets = np.random.default_rng(4).integers(0, 9, (2, steps, 4))
+    starts = []
+    real_start = model_module._DenseHalves.start
+    monkeypatch.setattr(model_module._DenseHalves, "start", lambda self, *a: starts.append(1) or real_start(self, *a))
+    results = []
+    for size in (0, 10**9):
+        monkeypatch.setattr(model_module, "FORWARD_SPLIT_SIZE", size)
+        model = Model(config, dtype=np.float64, seed=5)
+        logits = model.forward(ids, training=True).copy()
+        dense_out = model.layers[1].out.copy()
+        loss, grads = model.loss(ids, targets)
+        results.append((logits, dense_out, loss, {name: grad.copy() for name, grad in grads.items()}))
+    # split in the first round only: two Dense layers above an LSTM, in forward and again in loss
+    assert len(starts) == (0 if steps == 1 else 4)
+    (logits, dense_out, loss, grads), (logits1, dense_out1, loss1, grads1) = results
+    np.testing.assert_allclose(logits, logits1, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dense_out, dense_out1, rtol=1e-12, atol=1e-14)
+    assert loss == pytest.approx(loss1, rel=1e-12)
+    for name, grad in grads1.items():
+        np.testing.assert_allclose(grads[name], grad, rtol=1e-10, atol=1e-13, err_msg=name)

@@ -9,6 +9,8 @@ paths use it for work that does not depend on what the main thread does next:
   computes the later half and the LSTM's backward starts on it (it runs from the last step down);
 - ``FastLSTM.forward`` (while training): backward's factors, while the main thread goes on with the
   layers above and the loss;
+- ``Model.forward``: a big Dense layer's forward on the earlier half of the steps of the FastLSTM
+  below it, while that LSTM's loop computes the later half (``FastLSTM.forward``'s ``on_step``);
 - ``FastLSTM.backward``: the product for ``dWh``, while the main thread does the scatter-add;
 - ``softmax_cross_entropy``: the second half of the rows, while the main thread does the first.
 

@@ -38,7 +38,8 @@ arrays inside the loop):
 7. **``step``**, one time step for generation at batch 1, with nothing kept for backward.
 8. **The worker thread** (``nn/fast_background.py``): while training, forward hands it backward's
    factors (point 4) as soon as the loop ends, and backward hands it the product for dWh while this
-   thread does the scatter-add.
+   thread does the scatter-add. ``Model`` also lets the layer above start on the steps already done
+   (forward's ``on_step``, backward's ``wait_for``).
 """
 import os
 
@@ -228,9 +229,14 @@ class FastLSTM(LSTM):
             }
         return self._scratch_arrays
 
-    def forward(self, x, state=None):
+    def forward(self, x, state=None, on_step=None):
         """Same as ``LSTM.forward``: x (T, B, D) floats or (T, B) ids, state None or (h0, c0) each
-        (B, H); returns hs (T, B, H) and keeps ``final_state``, ``gates`` (T, B, 4H), ``hs``, ``cs``."""
+        (B, H); returns hs (T, B, H) and keeps ``final_state``, ``gates`` (T, B, 4H), ``hs``, ``cs``.
+
+        on_step: None, or (step, callback): ``callback(hs, step)`` is called as soon as hs[:step] is
+        final (hs the (T, B, H) array forward will return), so that the layer above can start on
+        those steps, on another thread, while this loop goes on (see ``Model.forward``).
+        """
         Wx, Wh, b = self.params["Wx"], self.params["Wh"], self.params["b"]
         H = self.hidden_size
         scale = self._gate_constants()[0]
@@ -270,7 +276,10 @@ class FastLSTM(LSTM):
         i_all, f_all, g_all, o_all = (per_gate[:, :, k] for k in range(4))  # (T, B, H) views
 
         blocks = row_blocks(B, H, 4 * H)
+        call_step, callback = (-1, None) if on_step is None else on_step
         for t in range(T):
+            if t == call_step:
+                callback(hs_all[1:], t)
             a = gates[t]  # (B, 4H): the scaled input projection, overwritten by the gate values
             for rows in blocks:
                 np.matmul(hs_all[t, rows], Wh_scaled, out=recurrent[rows])
@@ -285,6 +294,8 @@ class FastLSTM(LSTM):
             np.tanh(c, out=tanh_cs[t])
             np.multiply(o_all[t], tanh_cs[t], out=hs_all[t + 1])
 
+        if callback is not None and not 0 <= call_step < T:  # the loop never reached it
+            callback(hs_all[1:], min(max(call_step, 0), T))
         self.x, self.gates, self.tanh_cs = x, gates, tanh_cs
         self.hs_all, self.cs_all = hs_all, cs_all
         self.hs, self.cs = hs_all[1:], cs_all[1:]
