@@ -412,3 +412,18 @@ def test_model_forward_splits_the_dense_above_an_lstm_without_changing_it(activa
     assert loss == pytest.approx(loss1, rel=1e-12)
     for name, grad in grads1.items():
         np.testing.assert_allclose(grads[name], grad, rtol=1e-10, atol=1e-13, err_msg=name)
+
+
+def test_model_backward_embedding_gradient_equals_the_readable_scatter(rng):
+    """Model.backward fills the Embedding's gradient with scatter_add_rows_fast; the same sums as
+    Embedding.backward (np.add.at), with ids that repeat more than its 16 rounds."""
+    config = {"vocab_size": 5, "input": "embedding", "embedding_dim": 3,
+              "layers": [{"type": "lstm", "hidden_size": 4}]}
+    model = Model(config, dtype=np.float64, seed=6)
+    ids = rng.integers(0, 5, (40, 3))  # 120 positions, 5 ids: every id repeats about 24 times
+    dlogits = rng.standard_normal(model.forward(ids, training=True).shape)
+    model.backward(dlogits)
+    fast = model.grads["0.embedding.W"].copy()
+    embedding, lstm, dense = model.layers
+    embedding.backward(lstm.backward(dense.backward(dlogits)))  # layer by layer: the np.add.at path
+    np.testing.assert_allclose(fast, embedding.grads["W"], rtol=1e-12, atol=1e-13)

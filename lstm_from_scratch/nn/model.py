@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import LstmMusicError
 from .fast_background import background
-from .fast_lstm import FastLSTM
+from .fast_lstm import FastLSTM, scatter_add_rows_fast
 from .layers import Dense, Dropout, Embedding, LastStep, OneHot
 from .losses import softmax_cross_entropy
 from .lstm import LSTM
@@ -288,6 +288,10 @@ class Model:
                 else:
                     pending.append(background().submit(layer.backward_weights, dz))
                     dout = layer.backward_input(dz)
+            elif isinstance(layer, Embedding):
+                # The same sums as Embedding.backward's np.add.at, about 3x faster (nn/fast_lstm.py).
+                layer.grads["W"] = scatter_add_rows_fast(layer.ids, dout, layer.vocab_size)
+                dout = None
             elif earlier_half is not None and isinstance(layer, FastLSTM):
                 dout = layer.backward(dout, wait_for=earlier_half)
                 earlier_half = None
