@@ -13,28 +13,14 @@ import pytest
 from lstm_from_scratch import cli
 from lstm_from_scratch.checkpoint import load_checkpoint, save_checkpoint
 
-TINY = ["--hidden", "8", "--seq-len", "8", "--batch-size", "8", "--lr", "0.01"]
-
-
-def write_tune(path, pitches, beat=240):
-    """A one-track MIDI file playing `pitches` one after another, each `beat` ticks long."""
-    midi = mido.MidiFile(type=0, ticks_per_beat=480)
-    track = mido.MidiTrack()
-    midi.tracks.append(track)
-    for pitch in pitches:
-        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
-        track.append(mido.Message("note_off", note=pitch, velocity=0, time=beat))
-    midi.save(path)
+from cli_support import TINY, one_error_line, write_tune, write_tunes
 
 
 @pytest.fixture
 def midi_folder(tmp_path):
     folder = tmp_path / "tunes"
     folder.mkdir()
-    pattern = [60, 64, 67, 72, 67, 64]
-    for k in range(5):
-        write_tune(folder / f"tune{k}.mid", (pattern[k:] + pattern[:k]) * 8)
-    return folder
+    return write_tunes(folder)
 
 
 @pytest.fixture
@@ -42,16 +28,6 @@ def trained_run(tmp_path, midi_folder):
     run = tmp_path / "run"
     assert cli.main(["train", str(midi_folder), *TINY, "--epochs", "2", "--out", str(run)]) == 0
     return run
-
-
-def one_error_line(capsys):
-    """The captured stderr, asserted to be exactly one line starting with 'error:'."""
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def note_ons(path):

@@ -2,15 +2,15 @@
 
 FastLSTM is checked the same way as the readable LSTM in test_lstm.py and test_torch_parity.py: float64,
 centered differences, every parameter and both initial states with random biases and random upstream
-gradients into h_T and c_T, worst relative error < 1e-6; and the same outputs and gradients as
-torch.nn.LSTM (skipped when torch is absent).
+gradients into h_T and c_T, worst relative error < 1e-6. test_torch_parity.py checks it against
+torch.nn.LSTM beside the readable LSTM (skipped when torch is absent).
 """
 import numpy as np
 import pytest
 
 from lstm_from_scratch.nn.fast_lstm import FastLSTM, scatter_add_rows_fast
 from lstm_from_scratch.nn.gradcheck import check_layer_gradients
-from lstm_from_scratch.nn.layers import OneHot, scatter_add_rows
+from lstm_from_scratch.nn.layers import scatter_add_rows
 from lstm_from_scratch.nn.lstm import LSTM
 from lstm_from_scratch.nn.model import Model
 
@@ -102,82 +102,6 @@ def test_model_uses_fast_lstm_with_the_same_names():
     model = Model({"vocab_size": 7, "layers": [{"type": "lstm", "hidden_size": 4}]})
     assert isinstance(model.layers[0], FastLSTM) and isinstance(model.layers[0], LSTM)
     assert list(model.params) == ["0.lstm.Wx", "0.lstm.Wh", "0.lstm.b", "1.dense.W", "1.dense.b"]
-
-
-def test_fast_lstm_against_torch(rng):
-    torch = pytest.importorskip("torch")
-    _, ours = random_pair(rng)
-    theirs = torch.nn.LSTM(D, H, dtype=torch.float64)
-    with torch.no_grad():
-        theirs.weight_ih_l0.copy_(torch.from_numpy(ours.params["Wx"].T))
-        theirs.weight_hh_l0.copy_(torch.from_numpy(ours.params["Wh"].T))
-        theirs.bias_ih_l0.zero_()
-        theirs.bias_hh_l0.copy_(torch.from_numpy(ours.params["b"]))
-    ids = rng.integers(0, D, (T, B))
-    (h0, c0), (dh_T, dc_T) = random_state(rng), random_state(rng)
-    dhs = rng.standard_normal((T, B, H))
-    hs = ours.forward(ids, (h0, c0))
-    ours.backward(dhs, (dh_T, dc_T))
-    x_torch = torch.from_numpy(OneHot(D, np.float64).forward(ids))
-    h0_torch = torch.from_numpy(h0[None].copy()).requires_grad_()
-    c0_torch = torch.from_numpy(c0[None].copy()).requires_grad_()
-    hs_torch, (h_T, c_T) = theirs(x_torch, (h0_torch, c0_torch))
-    objective = (hs_torch * torch.from_numpy(dhs)).sum()
-    objective = objective + (h_T[0] * torch.from_numpy(dh_T)).sum() + (c_T[0] * torch.from_numpy(dc_T)).sum()
-    objective.backward()
-
-    def close(ours_value, torch_value):
-        np.testing.assert_allclose(ours_value, torch_value.detach().numpy(), rtol=1e-10, atol=1e-12)
-
-    close(hs, hs_torch)
-    close(ours.final_state[1], c_T[0])
-    close(ours.grads["Wx"], theirs.weight_ih_l0.grad.T)
-    close(ours.grads["Wh"], theirs.weight_hh_l0.grad.T)
-    close(ours.grads["b"], theirs.bias_hh_l0.grad)
-    close(ours.dinitial_state[0], h0_torch.grad[0])
-    close(ours.dinitial_state[1], c0_torch.grad[0])
-
-
-@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])
-def test_sliced_optimizer_update_equals_whole_array_update(name, rng, monkeypatch):
-    from lstm_from_scratch.nn import optim
-
-    size = 2 * optim.SLICE + 123  # three slices, the last one short
-    start = rng.standard_normal(size).astype(np.float32)
-    grads = [rng.standard_normal(size).astype(np.float32) for _ in range(3)]
-    results = []
-    for slice_size in (optim.SLICE, 10 * size):  # sliced, then in one piece
-        monkeypatch.setattr(optim, "SLICE", slice_size)
-        opt = optim.make_optimizer(name, 0.01, **({"momentum": 0.9} if name == "sgd" else {}))
-        params = {"w": start.copy()}
-        for grad in grads:
-            opt.step(params, {"w": grad})
-        results.append(params["w"])
-    np.testing.assert_array_equal(results[0], results[1])
-    assert not np.array_equal(results[0], start)
-
-
-@pytest.mark.parametrize("config", [
-    {"vocab_size": 9, "layers": [{"type": "lstm", "hidden_size": 5}]},
-    {"vocab_size": 9, "input": "embedding", "embedding_dim": 3,
-     "layers": [{"type": "lstm", "hidden_size": 5}, {"type": "dropout", "rate": 0.5},
-                {"type": "lstm", "hidden_size": 4}, {"type": "dense", "units": 6, "activation": "relu"}]},
-    {"vocab_size": 9, "layers": [{"type": "dense", "units": 6, "activation": "tanh"},
-                                 {"type": "lstm", "hidden_size": 5}], "output": "last"},
-], ids=["onehot", "embedding-stack", "dense-first-last"])
-def test_lean_step_equals_forward_one_step_at_a_time(config, rng):
-    model = Model(config, dtype=np.float64, seed=3)
-    ids = rng.integers(0, 9, (7, 2))
-    state = model.initial_state(2)
-    for t in range(7):
-        expected = model.forward(ids[t : t + 1], state)
-        expected = expected if config.get("output") == "last" else expected[0]
-        expected_state = model.final_state
-        logits, state = model.step(ids[t], state)
-        np.testing.assert_allclose(logits, expected, rtol=1e-12, atol=1e-14)
-        for (h, c), (h_ref, c_ref) in zip(state, expected_state):
-            np.testing.assert_allclose(h, h_ref, rtol=1e-12, atol=1e-14)
-            np.testing.assert_allclose(c, c_ref, rtol=1e-12, atol=1e-14)
 
 
 def test_lean_step_refuses_bad_ids():

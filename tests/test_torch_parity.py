@@ -1,10 +1,13 @@
-"""Our LSTM against torch.nn.LSTM: same weights give the same outputs and the same gradients.
+"""Our LSTMs against torch.nn.LSTM: same weights give the same outputs and the same gradients.
+
+Both the readable reference (nn/lstm.py) and the fast version the Model trains with (nn/fast_lstm.py).
 
 Skipped cleanly when torch is not installed; nothing else in the suite needs it.
 """
 import numpy as np
 import pytest
 
+from lstm_from_scratch.nn.fast_lstm import FastLSTM
 from lstm_from_scratch.nn.layers import OneHot
 from lstm_from_scratch.nn.lstm import LSTM
 
@@ -13,9 +16,9 @@ torch = pytest.importorskip("torch")
 D, H, T, B = 5, 4, 6, 3
 
 
-def make_pair(rng):
-    """Our float64 LSTM with random weights, and a torch LSTM holding the same weights."""
-    ours = LSTM(D, H, np.float64, rng)
+def make_pair(rng, layer_class=LSTM):
+    """Our float64 LSTM (or FastLSTM) with random weights, and a torch LSTM holding the same weights."""
+    ours = layer_class(D, H, np.float64, rng)
     for value in ours.params.values():
         value[...] = 0.5 * rng.standard_normal(value.shape)
     theirs = torch.nn.LSTM(D, H, dtype=torch.float64)
@@ -29,9 +32,10 @@ def make_pair(rng):
     return ours, theirs
 
 
+@pytest.mark.parametrize("layer_class", [LSTM, FastLSTM])
 @pytest.mark.parametrize("id_input", [False, True])
-def test_same_outputs_and_gradients_as_torch(id_input, rng):
-    ours, theirs = make_pair(rng)
+def test_same_outputs_and_gradients_as_torch(id_input, layer_class, rng):
+    ours, theirs = make_pair(rng, layer_class)
     if id_input:
         ids = rng.integers(0, D, (T, B))
         x = ids

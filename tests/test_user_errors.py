@@ -17,27 +17,12 @@ import pytest
 from lstm_from_scratch import cli
 from lstm_from_scratch.checkpoint import load_checkpoint, save_checkpoint
 
-TINY = ["--hidden", "8", "--seq-len", "8", "--batch-size", "8", "--lr", "0.01"]
-
-
-def write_tune(path, pitches, beat=240):
-    """A one-track MIDI file playing `pitches` one after another, each `beat` ticks long."""
-    midi = mido.MidiFile(type=0, ticks_per_beat=480)
-    track = mido.MidiTrack()
-    midi.tracks.append(track)
-    for pitch in pitches:
-        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
-        track.append(mido.Message("note_off", note=pitch, velocity=0, time=beat))
-    midi.save(path)
+from cli_support import TINY, one_error_line, write_tune, write_tunes
 
 
 @pytest.fixture(scope="module")
 def midi_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tunes")
-    pattern = [60, 64, 67, 72, 67, 64]
-    for k in range(5):
-        write_tune(folder / f"tune{k}.mid", (pattern[k:] + pattern[:k]) * 8)
-    return folder
+    return write_tunes(tmp_path_factory.mktemp("tunes"))
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +31,6 @@ def trained_run(tmp_path_factory, midi_folder):
     run = tmp_path_factory.mktemp("trained") / "run"
     assert cli.main(["train", str(midi_folder), *TINY, "--epochs", "1", "--out", str(run)]) == 0
     return run
-
-
-def error_line(capsys):
-    """The captured stderr, asserted to be exactly one line starting with 'error:'."""
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
 
 
 def files_in(folder):
@@ -81,9 +57,9 @@ def edited_checkpoint(source, target, edit_meta=None, edit_arrays=None):
 def test_a_negative_seed_is_a_usage_error(tmp_path, midi_folder, trained_run, capsys):
     # Was: NumPy's "ValueError: expected non-negative integer" traceback, for train and generate.
     assert cli.main(["train", str(midi_folder), *TINY, "--seed", "-1", "--out", str(tmp_path / "r")]) == 2
-    assert "seed" in error_line(capsys)
+    assert "seed" in one_error_line(capsys)
     assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid"), "--seed", "-1"]) == 2
-    assert "seed" in error_line(capsys)
+    assert "seed" in one_error_line(capsys)
     assert not (tmp_path / "x.mid").exists()
 
 
@@ -93,7 +69,7 @@ def test_generate_refuses_numbers_that_are_not_finite(tmp_path, trained_run, cap
     # Was: --temperature nan crashed in the sampler ("probabilities sum to nan") with a traceback;
     # --max-held-beats nan was silently taken as "never".
     assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid"), *option]) == 2
-    assert option[0] in error_line(capsys)
+    assert option[0] in one_error_line(capsys)
     assert files_in(tmp_path) == []
 
 
@@ -106,7 +82,7 @@ def test_an_empty_path_is_a_usage_error(tmp_path, trained_run, midi_folder, caps
     names = {"RUN": str(trained_run), "MIDI": str(midi_folder / "tune0.mid")}
     argv = [names.get(word, word) for word in command]
     assert cli.main(argv) == 2
-    assert "empty" in error_line(capsys)
+    assert "empty" in one_error_line(capsys)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -125,7 +101,7 @@ def test_an_output_path_that_is_a_folder_is_named(tmp_path, trained_run, midi_fo
     folder = tmp_path / "a folder"
     folder.mkdir()
     assert cli.main([command, inputs[command], "-o", str(folder)]) == 2
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(folder) in line and "folder" in line and ".tmp" not in line
     assert files_in(folder) == [] and files_in(tmp_path) == ["a folder", "piece.txt"]
 
@@ -135,10 +111,10 @@ def test_an_output_under_a_file_says_that_it_is_not_a_folder(tmp_path, trained_r
     a_file = tmp_path / "one.mid"
     write_tune(a_file, [60, 62])
     assert cli.main(["generate", str(trained_run), "-o", str(a_file / "x.mid")]) == 2
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(a_file) in line and "not a folder" in line
     assert cli.main(["train", str(midi_folder), *TINY, "--out", str(a_file)]) == 2
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(a_file) in line and "not a folder" in line
 
 
@@ -157,7 +133,7 @@ def test_a_failed_write_names_the_output_not_a_temporary_file(tmp_path, trained_
     out = tmp_path / "out" / ("x.txt" if command == "encode" else "x.mid")
     monkeypatch.setattr(os, "replace", failing_replace)
     assert cli.main([command, inputs[command], "-o", str(out)]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(out) in line and "Permission denied" in line and ".tmp" not in line
     assert files_in(out.parent) == []  # no temporary file left behind
 
@@ -171,7 +147,7 @@ def test_a_wav_that_cannot_be_written_names_the_wav(tmp_path, midi_folder, capsy
     monkeypatch.setattr(os, "unlink", read_only)
     out = tmp_path / "x.wav"
     assert cli.main(["render", str(midi_folder / "tune0.mid"), "-o", str(out)]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(out) in line and "Read-only" in line and ".tmp" not in line
 
 
@@ -181,7 +157,7 @@ def test_generate_never_writes_one_of_its_files_over_another(tmp_path, trained_r
     # `-o piece.wav --wav` replaced the MIDI with the WAV; `-o RUN/best.npz` destroyed the checkpoint.
     out = tmp_path / f"piece{suffix}"
     assert cli.main(["generate", str(trained_run), "-o", str(out), "--wav"]) == 2
-    assert suffix in error_line(capsys)
+    assert suffix in one_error_line(capsys)
     assert files_in(tmp_path) == []
 
 
@@ -190,13 +166,13 @@ def test_generate_never_overwrites_its_checkpoint_or_prime(tmp_path, trained_run
     checkpoint.write_bytes((trained_run / "best.npz").read_bytes())
     before = checkpoint.read_bytes()
     assert cli.main(["generate", str(checkpoint), "-o", str(checkpoint)]) == 2
-    assert str(checkpoint) in error_line(capsys)
+    assert str(checkpoint) in one_error_line(capsys)
     assert checkpoint.read_bytes() == before
     prime = tmp_path / "prime.txt"  # `-o prime.mid` would write its chunk text to prime.txt
     prime.write_text("0_no_60_80 2_nf_60_0\n")
     assert cli.main(["generate", str(checkpoint), "-o", str(tmp_path / "prime.mid"),
                      "--prime", str(prime)]) == 2
-    assert str(prime) in error_line(capsys)
+    assert str(prime) in one_error_line(capsys)
     assert prime.read_text() == "0_no_60_80 2_nf_60_0\n"
 
 
@@ -211,7 +187,7 @@ def test_an_output_equal_to_the_input_is_refused(tmp_path, midi_folder, capsys, 
         write_tune(source, [60, 64, 67])
     before = source.read_bytes()
     assert cli.main([command, str(source), "-o", str(source)]) == 2
-    assert str(source) in error_line(capsys)
+    assert str(source) in one_error_line(capsys)
     assert source.read_bytes() == before
 
 
@@ -219,7 +195,7 @@ def test_train_never_overwrites_an_existing_run(tmp_path, midi_folder, trained_r
     # Was: `train --out RUN` (without --resume) silently replaced RUN's checkpoints and history.
     before = {name: (trained_run / name).read_bytes() for name in ("last.npz", "best.npz", "history.json")}
     assert cli.main(["train", str(midi_folder), *TINY, "--epochs", "1", "--out", str(trained_run)]) == 2
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(trained_run) in line and "--resume" in line
     assert {name: (trained_run / name).read_bytes() for name in before} == before
 
@@ -232,7 +208,7 @@ def test_demo_replaces_an_earlier_demo_but_never_a_training_run(tmp_path, traine
         (run / name).write_bytes((trained_run / name).read_bytes())
     before = (run / "last.npz").read_bytes()
     assert cli.main(["demo", "--tiny", "--out", str(run)]) == 2
-    assert str(run) in error_line(capsys)
+    assert str(run) in one_error_line(capsys)
     assert (run / "last.npz").read_bytes() == before and not (run / "sample.mid").exists()
     demo = tmp_path / "demo"
     assert cli.main(["demo", "--tiny", "--out", str(demo)]) == 0
@@ -246,7 +222,7 @@ def test_demo_replaces_an_earlier_demo_but_never_a_training_run(tmp_path, traine
 def test_a_window_longer_than_the_data_names_the_data(tmp_path, midi_folder, capsys):
     assert cli.main(["train", str(midi_folder), *TINY[:2], "--seq-len", "5000",
                      "--out", str(tmp_path / "r")]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(midi_folder) in line and "--seq-len" in line
 
 
@@ -254,7 +230,7 @@ def test_divergence_without_clipping_suggests_turning_it_on(tmp_path, midi_folde
     # Was: "try a lower --lr (now 1000000.0) or a smaller --clip (now 0.0)": 0 is already off.
     assert cli.main(["train", str(midi_folder), *TINY[:6], "--optimizer", "sgd", "--lr", "1e6",
                      "--clip", "0", "--epochs", "1", "--out", str(tmp_path / "r")]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert "epoch 1, batch" in line and "--lr" in line and "--clip 5" in line
     assert "smaller --clip" not in line
 
@@ -265,7 +241,7 @@ def test_running_out_of_memory_is_one_line(tmp_path, midi_folder, capsys, monkey
         raise MemoryError("Unable to allocate 298. GiB for an array with shape (100000, 400000)")
     monkeypatch.setattr("lstm_from_scratch.train.Model", no_memory)
     assert cli.main(["train", str(midi_folder), *TINY, "--out", str(tmp_path / "r")]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert "memory" in line and "--hidden" in line
 
 
@@ -290,7 +266,7 @@ def test_resume_from_damaged_metadata_is_one_line(tmp_path, midi_folder, trained
     run = tmp_path / "run"
     edited_checkpoint(trained_run / "last.npz", run / "last.npz", edit_resume(key, value))
     assert cli.main(["train", str(midi_folder), "--resume", str(run), "--epochs", "2"]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(run / "last.npz") in line
 
 
@@ -328,7 +304,7 @@ def test_a_checkpoint_with_damaged_contents_is_refused(tmp_path, trained_run, ca
     odd = edited_checkpoint(trained_run / "best.npz", tmp_path / "odd.npz", edit_meta, edit_arrays)
     out = tmp_path / "out" / "x.mid"
     assert cli.main(["generate", str(odd), "-o", str(out)]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(odd) in line and reason in line
     assert not out.exists()
 
@@ -339,7 +315,7 @@ def test_a_checkpoint_whose_model_does_not_fit_in_memory_is_refused(tmp_path, tr
         raise MemoryError("Unable to allocate 29.8 GiB")
     monkeypatch.setattr("lstm_from_scratch.generate.Model", no_memory)
     assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid")]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(trained_run / "last.npz") in line and "memory" in line
 
 
@@ -351,7 +327,7 @@ def test_deeply_nested_json_metadata_is_refused(tmp_path, trained_run, capsys):
         with archive.open("__meta__.npy", "w") as member:
             np.lib.format.write_array(member, np.frombuffer(text.encode(), dtype=np.uint8))
     assert cli.main(["generate", str(odd), "-o", str(tmp_path / "x.mid")]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(odd) in line and "JSON" in line
 
 
@@ -360,7 +336,7 @@ def test_a_deeply_nested_settings_header_is_refused(tmp_path, capsys):
     text = tmp_path / "deep.txt"
     text.write_text("# settings: " + "[" * 100_000 + "]" * 100_000 + "\n0_no_60_80\n")
     assert cli.main(["decode", str(text), "-o", str(tmp_path / "x.mid")]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(text) in line and "line 1" in line and "settings" in line
 
 
@@ -410,7 +386,7 @@ def test_rendering_a_piece_hours_long_is_refused_before_it_eats_the_memory(tmp_p
     midi.save(long_piece)
     out = tmp_path / "long.wav"
     assert cli.main(["render", str(long_piece), "-o", str(out)]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(long_piece) in line and "hours" in line
     assert not out.exists()
 
@@ -421,7 +397,7 @@ def test_out_of_memory_outside_training_does_not_talk_about_the_model(tmp_path, 
         raise MemoryError("Unable to allocate 1.51 TiB")
     monkeypatch.setattr("lstm_from_scratch.music.synth.render_notes", no_memory)
     assert cli.main(["render", str(midi_folder / "tune0.mid"), "-o", str(tmp_path / "x.wav")]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert "memory" in line and "--hidden" not in line
 
 
@@ -432,9 +408,9 @@ def test_a_tempo_too_slow_for_midi_is_a_usage_error(tmp_path, trained_run, capsy
     text = tmp_path / "in.txt"
     text.write_text("0_no_60_80 4_nf_60_0\n")
     assert cli.main(["decode", str(text), "-o", str(tmp_path / "x.mid"), "--tempo", bpm]) == 2
-    assert "--tempo" in error_line(capsys)
+    assert "--tempo" in one_error_line(capsys)
     assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid"), "--tempo", bpm]) == 2
-    assert "--tempo" in error_line(capsys)
+    assert "--tempo" in one_error_line(capsys)
     assert files_in(tmp_path) == ["in.txt"]
 
 
@@ -468,7 +444,7 @@ def test_resume_with_epochs_not_above_those_done_is_a_usage_error(tmp_path, midi
     run.mkdir()
     (run / "last.npz").write_bytes((trained_run / "last.npz").read_bytes())
     assert cli.main(["train", str(midi_folder), "--resume", str(run), "--epochs", epochs]) == status
-    assert "--epochs" in error_line(capsys)
+    assert "--epochs" in one_error_line(capsys)
     assert files_in(run) == ["last.npz"]
 
 
@@ -478,7 +454,7 @@ def test_an_absurdly_large_size_is_a_usage_error(tmp_path, midi_folder, capsys, 
     # Was: TypeError (NumPy cannot take the square root of a 100-bit integer) or OverflowError
     # (1e308 beats times the grid is infinite steps) tracebacks.
     assert cli.main(["train", str(midi_folder), *option, "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
-    assert option[0].lstrip("-").replace("-", "_") in error_line(capsys).replace("-", "_")
+    assert option[0].lstrip("-").replace("-", "_") in one_error_line(capsys).replace("-", "_")
 
 
 def test_resume_with_other_data_gives_advice_for_the_command_line(tmp_path, midi_folder, trained_run, capsys):
@@ -490,7 +466,7 @@ def test_resume_with_other_data_gives_advice_for_the_command_line(tmp_path, midi
     run.mkdir()
     (run / "last.npz").write_bytes((trained_run / "last.npz").read_bytes())
     assert cli.main(["train", str(other), "--resume", str(run), "--epochs", "3"]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(other) in line and "low.mid" in line and "vocabulary" in line and "--resume" in line
     assert "unknown=" not in line
 
@@ -516,21 +492,21 @@ def test_resume_from_a_damaged_model_config_or_history_is_one_line(tmp_path, mid
     run = tmp_path / "run"
     edited_checkpoint(trained_run / "last.npz", run / "last.npz", edit)
     assert cli.main(["train", str(midi_folder), "--resume", str(run), "--epochs", "2"]) == 1
-    assert str(run / "last.npz") in error_line(capsys)
+    assert str(run / "last.npz") in one_error_line(capsys)
 
 
 def test_an_enormous_learning_rate_gives_only_the_divergence_line(tmp_path, midi_folder, capsys):
     # Was: "warning: overflow encountered in multiply" from the optimizer step before the error.
     assert cli.main(["train", str(midi_folder), *TINY[:6], "--lr", "1e308", "--epochs", "1",
                      "--out", str(tmp_path / "r")]) == 1
-    assert "--lr" in error_line(capsys)
+    assert "--lr" in one_error_line(capsys)
 
 
 @pytest.mark.parametrize("command", ["encode", "decode", "plot"])
 def test_a_missing_input_leaves_no_new_output_folder(tmp_path, capsys, command):
     # Was: the output's folder was created before the input was read, and stayed, empty.
     assert cli.main([command, str(tmp_path / "missing.mid"), "-o", str(tmp_path / "new" / "x.out")]) == 1
-    assert "missing.mid" in error_line(capsys)
+    assert "missing.mid" in one_error_line(capsys)
     assert files_in(tmp_path) == []
 
 
@@ -539,10 +515,10 @@ def test_resume_or_generate_from_a_folder_without_a_checkpoint_says_so(tmp_path,
     folder = tmp_path / "not a run"
     folder.mkdir()
     assert cli.main(["train", str(midi_folder), "--resume", str(folder)]) == 1
-    line = error_line(capsys)
+    line = one_error_line(capsys)
     assert str(folder) in line and "no last.npz" in line
     assert cli.main(["generate", str(folder), "-o", str(tmp_path / "x.mid")]) == 1
-    assert "no last.npz" in error_line(capsys)
+    assert "no last.npz" in one_error_line(capsys)
 
 
 def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
