@@ -169,6 +169,9 @@ def _add_training_options(parser, optimizer=True):
                        help="share of files held out for validation (default 0.1)")
     group.add_argument("--transpose", type=int, metavar="N",
                        help="also train on each piece moved by -N..+N semitones (default 0)")
+    group.add_argument("--processes", type=int, choices=[1, 2],
+                       help="2: each batch as two halves, the second in a helper process, about "
+                            "1.3x faster on two cores; 1: one process (default 2)")
 
 
 def build_parser():
@@ -429,7 +432,7 @@ def run_train(args):
     if args.resume is not None:
         changed = [name for name in ("preset", "hidden", "layers", "dropout", "embedding", "optimizer",
                                      "lr", "batch_size", "seq_len", "step", "clip", "seed",
-                                     "val_fraction", "transpose", "raw", "grid", "velocity_bins",
+                                     "val_fraction", "transpose", "processes", "raw", "grid", "velocity_bins",
                                      "max_delta_beats", "keep_drums", "out")
                    if getattr(args, name) is not None]
         if changed:

@@ -8,6 +8,8 @@ Two steps, so each can be read (and tested) on its own:
 2. ``train(dataset, model_config, config, run_dir)`` runs the epochs. One training step is::
 
        loss, grads = model.loss(inputs, targets)      # forward + backpropagation through time
+                                                      # (with --processes 2, the default: as two
+                                                      # halves, in two processes, nn/data_parallel.py)
        clip_grad_norm(grads, config.clip)             # tame exploding gradients (Pascanu et al.)
        optimizer.step(model.params, grads)            # the only place weights change
 
@@ -39,6 +41,7 @@ from .data import (DataError, iterate_batches, num_batches, split_by_file, unigr
 from .errors import LstmMusicError
 from .music.events import EventSettings, format_chunk, validate_chunks
 from .music.vocab import UnknownTokenError, Vocabulary, VocabularyError
+from .nn.data_parallel import DataParallel
 from .nn.losses import log_softmax
 from .nn.model import Model, validate_config
 from .nn.optim import clip_grad_norm, make_optimizer
@@ -68,6 +71,9 @@ class TrainConfig:
     ``momentum`` is used by SGD only. ``seed`` fixes the initial weights, the train/validation split,
     the batch order and the dropout masks. ``transpose`` = N also trains on every training piece
     shifted by -N..+N semitones (data augmentation: a tune is the same tune in another key).
+    ``processes`` = 2 computes each batch as two halves, the second in a helper process
+    (``nn/data_parallel.py``); 1 computes the whole batch in this process. Each gives its own
+    numbers (they differ by rounding and by the dropout masks), the same from run to run.
     """
     optimizer: str = "adam"
     lr: float = 0.003
@@ -80,6 +86,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     transpose: int = 0
+    processes: int = 2
 
     def __post_init__(self):
         positive = {"epochs": self.epochs, "batch_size": self.batch_size,
@@ -97,6 +104,8 @@ class TrainConfig:
             raise ConfigError(f"transpose must be an integer in 0..12 semitones, got {self.transpose!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if isinstance(self.processes, bool) or self.processes not in (1, 2):
+            raise ConfigError(f"processes must be 1 or 2, got {self.processes!r}")
         if self.optimizer not in ("sgd", "adam", "rmsprop"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose sgd, adam or rmsprop")
 
@@ -231,7 +240,8 @@ def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, 
     if resume:
         run.restore(run_dir / "last.npz")
 
-    with _InterruptFlag() as interrupt:
+    with _InterruptFlag() as interrupt, DataParallel(model, config.processes) as parallel:
+        run.step_loss = parallel.loss if config.processes == 2 else model.loss
         for epoch in range(run.epoch + 1, config.epochs + 1):
             # Kept so that a Ctrl-C save can store the generator as it was *before* this epoch's
             # shuffle: a resume redraws the same order and skips the batches already done.
@@ -253,6 +263,7 @@ class _RunState:
     def __init__(self, model, optimizer, shuffle_rng, dataset, config, run_dir):
         self.model, self.optimizer, self.shuffle_rng = model, optimizer, shuffle_rng
         self.dataset, self.config, self.run_dir = dataset, config, run_dir
+        self.step_loss = model.loss  # or DataParallel(model).loss, set by train()
         self.epoch = 0           # epochs finished
         self.batch = 0           # batches finished in the epoch under way
         self.loss_sum = 0.0      # sum of those batches' losses (for the epoch's mean)
@@ -279,7 +290,7 @@ class _RunState:
                 # A diverging run overflows (exp, tanh, a huge step) before its loss turns inf or
                 # NaN; the check reports that with advice, so NumPy's own warnings would be noise.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    loss, grads = model.loss(inputs, targets, training=True)
+                    loss, grads = self.step_loss(inputs, targets, training=True)
                 if not math.isfinite(loss) or loss > self.exploded:
                     clipping = (f"a smaller --clip (now {config.clip})" if config.clip > 0
                                 else "gradient clipping (--clip 5; it is off now)")

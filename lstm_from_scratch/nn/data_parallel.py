@@ -1,0 +1,329 @@
+"""Data parallelism: one training step on two halves of the batch, in two processes at once.
+
+Shapes: T time steps, B sequences in the batch, split into B1 = ceil(B / 2) and B2 = B - B1.
+
+The loss of a batch is the mean over its targets, so it is the weighted mean of its two halves'
+losses, and its gradient the same weighted mean of the halves' gradients::
+
+    loss = (B1 * loss_1 + B2 * loss_2) / B          grads = (B1 * grads_1 + B2 * grads_2) / B
+
+That is how several GPUs train one model: each takes a slice of the batch, and the gradients are
+averaged before the one update. Here the main process computes the first half with its own model
+while a **helper process** computes the second half with a copy of the model, and the optimizer then
+makes its one step in the main process. ``DataParallel(model).loss(ids, targets)`` returns what
+``model.loss`` returns.
+
+**Why a process, not a thread.** The critical path of a step is the LSTM's loop over time: a dozen
+small NumPy calls per step, each a few microseconds. Two threads of one process must take turns
+holding Python's lock (the GIL) at every NumPy call, and on our 2-core machine a thread making small
+NumPy calls beside the loop made it 30-65% slower (``benchmarks/bench_worker_interference.py``). A
+process has its own interpreter and lock; beside another process the loop runs at full speed.
+
+**The same numbers, with or without the helper.** The split is always made, and the halves are
+always combined in the same way; the helper only decides *where* the second half is computed. Without
+it (one core, no ``/dev/shm``, a small model, or a helper that failed), this process computes the
+second half itself, after the first, and the result is the same, bit for bit. Dropout masks for the
+second half come from a generator seeded by one draw from ``model.rng``, in both cases.
+
+**How the two processes talk.** The helper is a fresh interpreter started with ``subprocess``
+(``python -c "...; serve()"``). The arrays they share (parameters, the second half's ids and
+targets, its gradients and final states) live in one block of memory that both map: a file in
+``/dev/shm`` (memory, not disk), removed as soon as both have mapped it. Commands and replies are
+one line of JSON each, through the helper's stdin and stdout: never pickle.
+
+The helper starts only once a step takes at least ``MIN_STEP_SECONDS``, since starting it costs
+about half a second and each step pays a short round trip.
+"""
+import json
+import mmap
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from . import fast_background
+from .layers import Dropout
+
+MIN_STEP_SECONDS = 0.003  # steps faster than this do not pay for the helper's start and round trips
+REPLY_SECONDS = 120.0  # a helper silent for this long is given up on
+
+
+def split_batch(ids, targets):
+    """((ids_1, targets_1), (ids_2, targets_2), B1 / B): the two halves of a batch of ids (T, B) with
+    targets (T, B) (a target at every step) or (B,) (one per sequence); the first half has B1 =
+    ceil(B / 2) sequences."""
+    B = ids.shape[1]
+    first = -(-B // 2)
+    return ((ids[:, :first], targets[..., :first]), (ids[:, first:], targets[..., first:]), first / B)
+
+
+def combine(first, second, weight):
+    """weight * first + (1 - weight) * second, written into ``first`` (an array) and returned: the
+    gradient of the whole batch from its halves'. Two in-place passes, always in this order."""
+    first *= weight / (1 - weight)
+    first += second
+    first *= 1 - weight
+    return first
+
+
+def _layout(model, T, B2, target_shape):
+    """{name: (shape, dtype name)}: every array the two processes share, for a second half of B2
+    sequences with targets of ``target_shape``."""
+    layout = {}
+    for name, value in model.params.items():
+        layout[f"param/{name}"] = (value.shape, value.dtype.name)
+        layout[f"grad/{name}"] = (value.shape, value.dtype.name)
+    layout["ids"] = ((T, B2), "int64")
+    layout["targets"] = (tuple(target_shape), "int64")
+    for k, layer in enumerate(model.lstm_layers):
+        layout[f"h/{k}"] = ((B2, layer.hidden_size), model.dtype.name)
+        layout[f"c/{k}"] = ((B2, layer.hidden_size), model.dtype.name)
+    return layout
+
+
+def _size(layout):
+    return sum(_padded(shape, dtype) for shape, dtype in layout.values())
+
+
+def _padded(shape, dtype):
+    return -(-int(np.prod(shape)) * np.dtype(dtype).itemsize // 64) * 64  # each array on 64 bytes
+
+
+def _views(memory, layout):
+    """The arrays of ``layout``, one after the other in ``memory``: {name: array}."""
+    arrays, offset = {}, 0
+    for name, (shape, dtype) in layout.items():
+        count = int(np.prod(shape))
+        arrays[name] = np.frombuffer(memory, np.dtype(dtype), count, offset).reshape(shape)
+        offset += _padded(shape, dtype)
+    return arrays
+
+
+def _half_loss(model, ids, targets, training, seed):
+    """``model.loss`` on one half, with the Dropout layers drawing from ``default_rng(seed)`` when a
+    seed is given. Returns (loss, {name: grad array}, final_state)."""
+    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    saved = [layer.rng for layer in dropouts]
+    if seed is not None:
+        rng = np.random.default_rng(seed)
+        for layer in dropouts:
+            layer.rng = rng
+    try:
+        loss, grads = model.loss(ids, targets, training=training)
+    finally:
+        for layer, rng in zip(dropouts, saved):
+            layer.rng = rng
+    return loss, dict(grads), model.final_state
+
+
+# ---------------------------------------------------------------- the helper process
+
+def serve():
+    """The helper process: one JSON command per line on stdin, one JSON reply per line on stdout.
+
+    {"op": "model", "config": c, "dtype": d}  -> build the model copy; {"ok": true}
+    {"op": "arrays", "path": p, "layout": l}  -> map the shared arrays; {"ok": true}
+    {"op": "step", "training": t, "seed": s}  -> the second half's loss and gradients; {"loss": x}
+    Any error is a reply {"error": "..."}; the end of stdin ends the process.
+    """
+    import signal
+
+    from .model import Model
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
+    fast_background.ENABLED = False  # the other core runs the main process: no worker thread here
+    model, arrays = None, None
+    for line in sys.stdin.buffer:
+        command = json.loads(line)
+        try:
+            if command["op"] == "model":
+                model = Model(command["config"], dtype=np.dtype(command["dtype"]))
+                reply = {"ok": True}
+            elif command["op"] == "arrays":
+                with open(command["path"], "r+b") as file:
+                    memory = mmap.mmap(file.fileno(), 0)
+                arrays = _views(memory, {name: (tuple(shape), dtype)
+                                         for name, (shape, dtype) in command["layout"].items()})
+                reply = {"ok": True}
+            else:
+                for name, value in model.params.items():
+                    value[...] = arrays[f"param/{name}"]
+                loss, grads, final_state = _half_loss(model, arrays["ids"], arrays["targets"],
+                                                      command["training"], command["seed"])
+                for name, grad in grads.items():
+                    arrays[f"grad/{name}"][...] = grad
+                for k, (h, c) in enumerate(final_state):
+                    arrays[f"h/{k}"][...], arrays[f"c/{k}"][...] = h, c
+                reply = {"loss": loss}
+        except Exception as error:  # noqa: BLE001 -- reported, and the main process stops using us
+            reply = {"error": f"{type(error).__name__}: {error}"}
+        sys.stdout.buffer.write(json.dumps(reply).encode() + b"\n")
+        sys.stdout.buffer.flush()
+
+
+class HelperError(RuntimeError):
+    """The helper process failed, stopped or does not answer."""
+
+
+class _Helper:
+    """The main process's end of one helper process."""
+
+    def __init__(self, model):
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "from lstm_from_scratch.nn.data_parallel import serve; serve()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
+        self.pending = b""
+        self.layout, self.arrays, self.memory = None, None, None
+        self.ask({"op": "model", "config": model.config, "dtype": model.dtype.name})
+
+    def send(self, command):
+        try:
+            os.write(self.process.stdin.fileno(), json.dumps(command).encode() + b"\n")
+        except OSError as error:
+            raise HelperError(f"the helper process is gone ({error})") from None
+
+    def reply(self):
+        """The next reply (a dict); HelperError if it reports an error, stops, or is silent too long."""
+        fd = self.process.stdout.fileno()
+        deadline = time.monotonic() + REPLY_SECONDS
+        while b"\n" not in self.pending:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise HelperError(f"the helper process did not answer within {REPLY_SECONDS:g} s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise HelperError("the helper process stopped")
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        answer = json.loads(line)
+        if "error" in answer:
+            raise HelperError(f"the helper process failed: {answer['error']}")
+        return answer
+
+    def ask(self, command):
+        self.send(command)
+        return self.reply()
+
+    def shared_arrays(self, layout):
+        """The shared arrays for ``layout``: the same as last step, or new ones that both map."""
+        if layout != self.layout:
+            size = max(64, _size(layout))
+            folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            fd, path = tempfile.mkstemp(prefix="lstm-music-", dir=folder)
+            try:
+                os.ftruncate(fd, size)
+                memory = mmap.mmap(fd, size)
+                self.arrays, self.memory = None, None  # let go of the old block before the new one
+                self.ask({"op": "arrays", "path": path, "layout": layout})
+            finally:
+                os.close(fd)
+                os.unlink(path)  # both have mapped it: the memory lives on, no file is left behind
+            self.layout, self.memory, self.arrays = layout, memory, _views(memory, layout)
+        return self.arrays
+
+    def close(self):
+        try:
+            self.process.stdin.close()  # the helper reads the end of its input and stops
+            self.process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+        self.process.stdout.close()
+
+
+class DataParallel:
+    """``loss(ids, targets)`` like ``model.loss``, computed as two halves of the batch (see the module
+    docstring), the second one by a helper process when ``processes`` is 2 and it pays.
+
+    model: a ``Model``; processes: 1 (this process computes both halves) or 2.
+    Use it as a context manager, or call ``close()``, to stop the helper.
+    """
+
+    def __init__(self, model, processes=2):
+        if processes not in (1, 2):
+            raise ValueError(f"DataParallel: processes must be 1 or 2, got {processes!r}")
+        self.model, self.processes = model, processes
+        self.helper = None
+        self.helper_failed = None  # why the helper was given up on, if it was
+        self.has_dropout = any(isinstance(layer, Dropout) and layer.rate > 0 for layer in model.layers)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
+    def close(self):
+        if self.helper is not None:
+            self.helper.close()
+            self.helper = None
+
+    def loss(self, ids, targets, training=True):
+        """ids (T, B) integers; targets (T, B) or (B,) as for ``model.loss``. Returns (loss, grads),
+        the loss a float and grads ``model.grads``, the weighted means of the two halves'. Leaves
+        ``model.final_state`` as ``model.forward`` does (both halves, in batch order)."""
+        model = self.model
+        ids, targets = np.asarray(ids), np.asarray(targets)
+        if ids.ndim != 2 or ids.shape[1] < 2:  # nothing to split
+            return model.loss(ids, targets, training=training)
+        (ids_1, targets_1), (ids_2, targets_2), weight = split_batch(ids, targets)
+        # One draw per step, in both modes: the second half's dropout masks come from this seed.
+        seed = int(model.rng.integers(2**63)) if training and self.has_dropout else None
+        helper = self._helper_for_step()
+        started = time.perf_counter()
+        if helper is not None:
+            try:
+                arrays = helper.shared_arrays(_layout(model, *ids_2.shape, targets_2.shape))
+                for name, value in model.params.items():
+                    arrays[f"param/{name}"][...] = value
+                arrays["ids"][...], arrays["targets"][...] = ids_2, targets_2
+                helper.send({"op": "step", "training": bool(training), "seed": seed})
+            except HelperError as error:
+                helper = self._give_up(error)
+        enabled = fast_background.ENABLED
+        if helper is not None:
+            fast_background.ENABLED = False  # the helper has the other core
+        try:
+            loss_1, grads_1, state_1 = _half_loss(model, ids_1, targets_1, training, None)
+        finally:
+            fast_background.ENABLED = enabled
+        grads_1 = {name: grad.copy() for name, grad in grads_1.items()}  # the layers' own arrays
+        if helper is not None:
+            try:
+                loss_2 = helper.reply()["loss"]
+                grads_2 = {name: helper.arrays[f"grad/{name}"] for name in grads_1}
+                state_2 = [(helper.arrays[f"h/{k}"], helper.arrays[f"c/{k}"]) for k in range(len(state_1))]
+            except HelperError as error:
+                helper = self._give_up(error)
+        if helper is None:
+            loss_2, grads_2, state_2 = _half_loss(model, ids_2, targets_2, training, seed)
+        for name, grad in grads_1.items():
+            model.grads[name] = combine(grad, grads_2[name], weight)
+        model.final_state = [(np.concatenate([h1, h2]), np.concatenate([c1, c2]))
+                             for (h1, c1), (h2, c2) in zip(state_1, state_2)]
+        self._last_step_seconds = time.perf_counter() - started
+        return weight * loss_1 + (1 - weight) * loss_2, model.grads
+
+    def _helper_for_step(self):
+        """The helper, started once a step (computed here) took at least MIN_STEP_SECONDS."""
+        if self.helper is None and self.processes == 2 and self.helper_failed is None and os.name != "nt":
+            if getattr(self, "_last_step_seconds", 0.0) >= MIN_STEP_SECONDS and (os.cpu_count() or 1) >= 2:
+                try:
+                    self.helper = _Helper(self.model)
+                except (OSError, HelperError) as error:
+                    self._give_up(error)
+        return self.helper
+
+    def _give_up(self, error):
+        """Stop the helper for good; this process computes both halves from now on."""
+        self.helper_failed = str(error)
+        if self.helper is not None:
+            self.helper.process.kill()
+            self.helper.close()
+            self.helper = None
+        return None
