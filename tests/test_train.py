@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lstm_from_scratch import train as train_module
+from lstm_from_scratch.nn import data_parallel
 from lstm_from_scratch.checkpoint import CheckpointError, load_checkpoint
 from lstm_from_scratch.data import DataError
 from lstm_from_scratch.music.events import ChunkSequence, EventSettings
@@ -105,7 +106,10 @@ def test_resume_after_an_epoch_is_bit_identical(tmp_path, dataset):
     assert strip == [{k: v for k, v in r.items() if k != "elapsed"} for r in resumed.history]
 
 
-def test_ctrl_c_mid_epoch_saves_a_point_that_resumes_exactly(tmp_path, dataset, monkeypatch):
+@pytest.mark.parametrize("helper", [False, True])
+def test_ctrl_c_mid_epoch_saves_a_point_that_resumes_exactly(helper, tmp_path, dataset, monkeypatch):
+    if helper:  # the second half of every batch in a helper process, from the first batch on
+        monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 0.0)
     straight = train(dataset, MODEL, config(epochs=2), tmp_path / "a", progress=False)
 
     calls = []
@@ -165,7 +169,28 @@ def test_a_single_piece_trains_without_validation(tmp_path):
     assert result.history[0]["val_loss"] is None and (tmp_path / "best.npz").exists()
 
 
+def test_a_helper_process_changes_the_speed_not_the_weights(tmp_path, dataset, monkeypatch):
+    """--processes 2 computes the second half of each batch in a helper process once a step takes
+    MIN_STEP_SECONDS; with or without the helper, the weights come out the same, bit for bit."""
+    started = []
+    real_helper = data_parallel._Helper
+    monkeypatch.setattr(data_parallel, "_Helper", lambda model: started.append(1) or real_helper(model))
+    monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", float("inf"))
+    alone = train(dataset, MODEL, config(epochs=2), tmp_path / "alone", progress=False)
+    assert not started
+    monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 0.0)
+    helped = train(dataset, MODEL, config(epochs=2), tmp_path / "helped", progress=False)
+    assert started == [1]
+    assert_same_params(alone.model.params, helped.model.params)
+    assert [r["val_loss"] for r in alone.history] == [r["val_loss"] for r in helped.history]
+    one = train(dataset, MODEL, config(epochs=2, processes=1), tmp_path / "one", progress=False)
+    assert len(started) == 1  # --processes 1: no helper at all, and (by rounding) other weights
+    assert not all(np.array_equal(one.model.params[k], alone.model.params[k]) for k in one.model.params)
+
+
 def test_train_config_rejects_nonsense():
+    with pytest.raises(train_module.ConfigError, match="processes must be 1 or 2"):
+        config(processes=3)
     with pytest.raises(train_module.ConfigError, match="learning rate"):
         config(lr=-1)
     with pytest.raises(train_module.ConfigError, match="seq_len"):

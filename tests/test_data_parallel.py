@@ -1,0 +1,174 @@
+"""Data parallelism (nn/data_parallel.py): a batch as two halves, the second in a helper process.
+
+The promise under test: the helper changes where the second half is computed, never the numbers.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from lstm_from_scratch.nn import data_parallel
+from lstm_from_scratch.nn.data_parallel import DataParallel, combine, split_batch
+from lstm_from_scratch.nn.gradcheck import relative_error
+from lstm_from_scratch.nn.model import Model
+from lstm_from_scratch.nn.optim import SGD
+
+V, T = 13, 6
+
+CONFIGS = {
+    "lstm+dropout, sequence": {"vocab_size": V, "layers": [{"type": "lstm", "hidden_size": 7},
+                                                           {"type": "dropout", "rate": 0.3}]},
+    "embedding, 2 lstms, dense, last": {
+        "vocab_size": V, "input": "embedding", "embedding_dim": 4, "output": "last",
+        "layers": [{"type": "lstm", "hidden_size": 6}, {"type": "dropout", "rate": 0.2},
+                   {"type": "lstm", "hidden_size": 5}, {"type": "dense", "units": 4, "activation": "relu"}]},
+}
+
+
+@pytest.fixture
+def helper_at_once(monkeypatch):
+    """Start the helper at the first step, however small the model."""
+    monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 0.0)
+
+
+def batch(B, output, seed=0):
+    ids, targets = np.random.default_rng(seed).integers(0, V, (2, T, B))
+    return ids, (targets[-1] if output == "last" else targets)
+
+
+def train_steps(config, processes, B, steps=3, dtype=np.float64):
+    """Three SGD steps through DataParallel; every step's loss, grads and final state, and whether a
+    helper process did the second halves."""
+    model = Model(config, dtype=dtype, seed=4)
+    optimizer = SGD(0.5, momentum=0.9)
+    ids, targets = batch(B, config.get("output", "sequence"))
+    record = []
+    with DataParallel(model, processes) as parallel:
+        for _ in range(steps):
+            loss, grads = parallel.loss(ids, targets)
+            record.append((loss, {name: grad.copy() for name, grad in grads.items()},
+                           [array.copy() for pair in model.final_state for array in pair]))
+            optimizer.step(model.params, grads)  # the helper must see the new weights next step
+        used_helper = parallel.helper is not None
+    return record, used_helper
+
+
+def test_split_batch_gives_the_first_half_the_extra_sequence():
+    ids = np.arange(2 * 5).reshape(2, 5)
+    (ids_1, targets_1), (ids_2, targets_2), weight = split_batch(ids, ids[-1])
+    assert ids_1.shape == (2, 3) and ids_2.shape == (2, 2) and weight == 3 / 5
+    np.testing.assert_array_equal(np.concatenate([ids_1, ids_2], axis=1), ids)
+    np.testing.assert_array_equal(np.concatenate([targets_1, targets_2]), ids[-1])
+
+
+def test_combine_is_the_weighted_mean():
+    first, second = np.array([1.0, 2.0]), np.array([4.0, 8.0])
+    np.testing.assert_allclose(combine(first, second, 0.75), [1.75, 3.5])
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("B", [2, 5])
+def test_the_same_numbers_with_or_without_the_helper(name, B, helper_at_once):
+    alone, used_alone = train_steps(CONFIGS[name], 1, B)
+    helped, used_helper = train_steps(CONFIGS[name], 2, B)
+    assert not used_alone and used_helper
+    for (loss_a, grads_a, state_a), (loss_h, grads_h, state_h) in zip(alone, helped):
+        assert loss_a == loss_h
+        for key in grads_a:
+            np.testing.assert_array_equal(grads_a[key], grads_h[key], err_msg=key)
+        for a, h in zip(state_a, state_h):
+            np.testing.assert_array_equal(a, h)
+
+
+def test_without_dropout_the_halves_give_the_whole_batch(helper_at_once):
+    config = {"vocab_size": V, "layers": [{"type": "lstm", "hidden_size": 7}]}
+    ids, targets = batch(5, "sequence")
+    whole = Model(config, dtype=np.float64, seed=2)
+    loss, grads = whole.loss(ids, targets)
+    grads = {name: grad.copy() for name, grad in grads.items()}
+    state = [array.copy() for pair in whole.final_state for array in pair]
+    halves = Model(config, dtype=np.float64, seed=2)
+    with DataParallel(halves) as parallel:
+        loss_halves, grads_halves = parallel.loss(ids, targets)
+        assert parallel.helper is not None
+    assert loss_halves == pytest.approx(loss, rel=1e-13)
+    for name in grads:
+        np.testing.assert_allclose(grads_halves[name], grads[name], rtol=1e-11, atol=1e-14, err_msg=name)
+    for a, b in zip(state, (array for pair in halves.final_state for array in pair)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_gradients_through_the_helper_along_random_directions(name, helper_at_once, rng):
+    """End to end, through both processes, in float64 with centered differences: the derivative of
+    DataParallel.loss along random directions, dropout on (masks held fixed by restoring model.rng)."""
+    config = CONFIGS[name]
+    model = Model(config, dtype=np.float64, seed=5)
+    ids, targets = batch(5, config.get("output", "sequence"), seed=1)
+    eps, errors = 1e-5, []
+    with DataParallel(model) as parallel:
+        state = model.rng.bit_generator.state
+
+        def loss_and_grads():
+            model.rng.bit_generator.state = state  # the same split seed and masks every time
+            return parallel.loss(ids, targets, training=True)
+
+        for _ in range(3):
+            directions = {key: rng.standard_normal(value.shape) for key, value in model.params.items()}
+            _, grads = loss_and_grads()
+            analytic = sum(np.sum(grads[key] * d) for key, d in directions.items())
+            originals = {key: value.copy() for key, value in model.params.items()}
+            losses = []
+            for sign in (1, -1):
+                for key, d in directions.items():
+                    model.params[key][...] = originals[key] + sign * eps * d
+                losses.append(loss_and_grads()[0])
+            for key in directions:
+                model.params[key][...] = originals[key]
+            errors.append(relative_error(analytic, (losses[0] - losses[1]) / (2 * eps)))
+        assert parallel.helper is not None
+    print(f"worst relative error DataParallel {name} along 3 random directions: {max(errors):.2e}")
+    assert max(errors) < 1e-6
+
+
+def test_a_helper_that_dies_leaves_the_numbers_alone(helper_at_once):
+    config = CONFIGS["lstm+dropout, sequence"]
+    expected, _ = train_steps(config, 1, 4, steps=4)
+    model = Model(config, dtype=np.float64, seed=4)
+    optimizer = SGD(0.5, momentum=0.9)
+    ids, targets = batch(4, "sequence")
+    with DataParallel(model) as parallel:
+        for step in range(4):
+            if step == 2:
+                parallel.helper.process.kill()
+                parallel.helper.process.wait()
+            loss, grads = parallel.loss(ids, targets)
+            assert loss == expected[step][0]
+            optimizer.step(model.params, grads)
+        assert parallel.helper is None and parallel.helper_failed  # why, in words
+
+
+def test_no_shared_memory_file_is_left_behind(helper_at_once):
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    if folder is None:
+        pytest.skip("no /dev/shm here")
+    before = {name for name in os.listdir(folder) if name.startswith("lstm-music-")}
+    config = {"vocab_size": V, "layers": [{"type": "lstm", "hidden_size": 7}]}
+    model = Model(config, seed=1)
+    with DataParallel(model) as parallel:
+        for B in (4, 6):  # a new shape: a new block of shared memory
+            parallel.loss(*batch(B, "sequence"))
+        process = parallel.helper.process
+    assert process.poll() is not None  # closed: the helper has ended
+    assert {name for name in os.listdir(folder) if name.startswith("lstm-music-")} == before
+
+
+def test_a_batch_of_one_is_not_split():
+    config = {"vocab_size": V, "layers": [{"type": "lstm", "hidden_size": 7}]}
+    ids, targets = batch(1, "sequence")
+    model = Model(config, dtype=np.float64, seed=1)
+    expected = model.loss(ids, targets)[0]
+    with DataParallel(Model(config, dtype=np.float64, seed=1)) as parallel:
+        assert parallel.loss(ids, targets)[0] == expected
+    with pytest.raises(ValueError, match="processes must be 1 or 2"):
+        DataParallel(model, processes=3)
