@@ -2,12 +2,17 @@
 
 One training step = forward + backward + Adam update, float32, a loss at every position (sequence
 training), one-hot input done as the row gather ``Wx[ids]``. The model is the deep-improvisation
-preset: one-hot -> LSTM(H) -> Dense(V). Generation is ``generate.generate`` at batch 1, the very
+preset: one-hot -> LSTM(H) -> Dense(V). The step is the one ``lstm-music train`` takes: with
+``--processes 2`` (the default when there are 2 threads), ``DataParallel(model).loss``, which
+computes the second half of the batch in a helper process (``nn/data_parallel.py``). Generation is ``generate.generate`` at batch 1, the very
 function ``lstm-music generate`` calls (its default path: temperature 1, no top-k, no note rules):
 ``Model.step``, softmax, one roulette-wheel draw per token.
 
-Threads: each library gets ``--threads`` (default 2): PyTorch through ``torch.set_num_threads``; ours
-as OpenBLAS with one thread fewer plus the worker thread of ``nn/fast_background.py``.
+Threads: each library gets ``--threads`` (default 2): PyTorch through ``torch.set_num_threads``; ours,
+for training, two processes (this one and the helper) of one OpenBLAS thread each, and for
+generation one process with one OpenBLAS thread plus the worker thread of ``nn/fast_background.py``.
+``--processes 1`` trains in this process alone (with the worker thread), the way
+``lstm-music train --processes 1`` does.
 
 When ``torch`` is importable, each run also times, with the same thread count, batch and window:
 
@@ -24,7 +29,7 @@ the min / median / max over ``--runs`` runs of each figure and of the per-run ra
 Memory: "numpy peak MB" is the ``tracemalloc`` peak while building the model and Adam and taking one
 training step (NumPy reports its array allocations to tracemalloc; torch's are invisible to it).
 
-Usage: python benchmarks/bench_lstm.py [--vocab 400 1500] [--threads 2] [--runs 5] [--json]
+Usage: python benchmarks/bench_lstm.py [--vocab 400 1500] [--threads 2] [--processes 2] [--runs 5] [--json]
 """
 import os
 import sys
@@ -41,10 +46,11 @@ def option_from_argv(name, default):
 
 
 # Each library gets THREADS threads. PyTorch: torch.set_num_threads(THREADS). NumPy: our fast paths
-# keep one worker thread of their own (nn/fast_background.py) busy next to the main one, so OpenBLAS
-# gets THREADS - 1 threads (and with --threads 1, one BLAS thread and no worker). (This is also how
-# `lstm-music` runs: one BLAS thread and the worker.) --blas-threads overrides it. OpenBLAS reads its thread count once, when NumPy is first
-# imported, so this must come before `import numpy`; setting it later has no effect on NumPy.
+# keep one worker thread of their own (nn/fast_background.py) busy next to the main one, or (training
+# with --processes 2) a helper process, so OpenBLAS gets THREADS - 1 threads (and with --threads 1,
+# one BLAS thread, no worker and no helper). This is also how `lstm-music` runs: one BLAS thread, and
+# the helper or the worker. --blas-threads overrides it. OpenBLAS reads its thread count once, when
+# NumPy is first imported, so this must come before `import numpy`; setting it later has no effect.
 THREADS = option_from_argv("--threads", "2")
 BLAS_THREADS = option_from_argv("--blas-threads", str(max(1, int(THREADS) - 1)))
 for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -62,6 +68,7 @@ import numpy as np  # noqa: E402
 
 from lstm_from_scratch.generate import generate  # noqa: E402
 from lstm_from_scratch.nn import fast_background  # noqa: E402
+from lstm_from_scratch.nn.data_parallel import DataParallel  # noqa: E402
 from lstm_from_scratch.music.vocab import Vocabulary  # noqa: E402
 from lstm_from_scratch.nn.model import Model  # noqa: E402
 from lstm_from_scratch.nn.optim import Adam  # noqa: E402
@@ -92,6 +99,7 @@ def machine():
     """The CPU, the core count, NumPy's BLAS and the kernel it runs, the BLAS environment variables."""
     info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "numpy": np.__version__, "torch": torch.__version__ if torch else None, "threads": int(THREADS),
+            "processes": PROCESSES,
             "blas_threads": int(BLAS_THREADS), "worker_thread": fast_background.ENABLED,
             "blas_env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}}
     try:
@@ -119,20 +127,28 @@ def numpy_model(V, H):
                   "output": "sequence"}, dtype=np.float32)
 
 
+PROCESSES = 2  # set by --processes
+
+
 def numpy_training(V, H, T, B, rng):
+    """(step, close): one training step as ``lstm-music train`` takes it, and what stops the helper."""
     model = numpy_model(V, H)
     optimizer = Adam(lr=1e-3)
     ids, targets = rng.integers(0, V, size=(2, T, B))
+    parallel = DataParallel(model, PROCESSES)
+    loss_function = parallel.loss if PROCESSES == 2 else model.loss
 
     def step():
-        loss, grads = model.loss(ids, targets)
+        loss, grads = loss_function(ids, targets)
         optimizer.step(model.params, grads)
-    return step
+    return step, parallel.close
 
 
 def numpy_peak_mb(V, H, T, B):
     tracemalloc.start()
-    numpy_training(V, H, T, B, np.random.default_rng(0))()
+    step, close = numpy_training(V, H, T, B, np.random.default_rng(0))
+    step()
+    close()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak / 2**20
@@ -201,7 +217,11 @@ def one_run(V, args, seed):
     T, B, H = args.seq_len, args.batch, args.hidden
     rng = np.random.default_rng(seed)
     train = lambda step: T * B / median_step_seconds(step, args.warmup, args.repeats)  # noqa: E731
-    figures = {"numpy_train": train(numpy_training(V, H, T, B, rng))}
+    step, close = numpy_training(V, H, T, B, rng)
+    try:
+        figures = {"numpy_train": train(step)}
+    finally:
+        close()
     if torch is not None:
         figures["torch_train_onehot"] = train(torch_training(V, H, T, B, None, rng))
         figures["torch_train_embedding"] = train(torch_training(V, H, T, B, 64, rng))
@@ -244,8 +264,8 @@ def print_table(rows, info, command):
     blas = "; ".join(f"{b.get('internal_api')} {b.get('version')} kernel {b.get('architecture')}"
                      for b in info["blas"])
     print(f"Machine: {info['cpu']}, {info['cores']} cores; NumPy {info['numpy']} ({blas}); "
-          f"PyTorch {info['torch'] or 'absent'} with {info['threads']} threads; ours with "
-          f"{info['blas_threads']} BLAS thread(s)"
+          f"PyTorch {info['torch'] or 'absent'} with {info['threads']} threads; ours training in "
+          f"{info['processes']} process(es), generating with {info['blas_threads']} BLAS thread(s)"
           f"{' + 1 worker thread' if info['worker_thread'] else ' (worker thread off)'}; "
           f"OPENBLAS_CORETYPE={info['blas_env']['OPENBLAS_CORETYPE']}, "
           f"OPENBLAS_L2_SIZE={info['blas_env']['OPENBLAS_L2_SIZE']}\n")
@@ -294,10 +314,13 @@ def main():
     parser.add_argument("--blas-threads", type=int, help="OpenBLAS threads for NumPy (default: threads - 1)")
     parser.add_argument("--no-worker", action="store_true",
                         help="run our worker thread's jobs on the main thread (fast_background.ENABLED)")
+    parser.add_argument("--processes", type=int, choices=[1, 2],
+                        help="train as lstm-music train --processes N (default: 2, or 1 with --threads 1)")
     parser.add_argument("--no-torch", action="store_true", help="skip torch even when it is installed")
     parser.add_argument("--json", action="store_true", help="one JSON object per vocabulary size")
     args = parser.parse_args()
-    global torch
+    global torch, PROCESSES
+    PROCESSES = args.processes or (2 if args.threads >= 2 else 1)
     fast_background.ENABLED = not args.no_worker and args.threads >= 2  # one thread: no worker either
     if not args.no_torch:
         try:
