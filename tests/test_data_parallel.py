@@ -172,3 +172,47 @@ def test_a_batch_of_one_is_not_split():
         assert parallel.loss(ids, targets)[0] == expected
     with pytest.raises(ValueError, match="processes must be 1 or 2"):
         DataParallel(model, processes=3)
+
+
+def test_an_interrupted_step_does_not_leave_a_reply_for_the_next(helper_at_once, monkeypatch):
+    """Ctrl-C between the command to the helper and its reply: the next step must not read that
+    stale reply as its own. The helper is stopped, a fresh one starts, and the numbers stay right."""
+    config = CONFIGS["lstm+dropout, sequence"]
+    ids, targets = batch(4, "sequence")
+    expected = DataParallel(Model(config, dtype=np.float64, seed=4), processes=1)
+    model = Model(config, dtype=np.float64, seed=4)
+    real = data_parallel._half_loss
+    calls = []
+
+    def interrupted_once(*args):
+        if args[0] is model:
+            calls.append(1)
+            if len(calls) == 2:  # the second step's first half: the helper already has its command
+                raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(data_parallel, "_half_loss", interrupted_once)
+    with DataParallel(model) as parallel:
+        assert parallel.loss(ids, targets)[0] == expected.loss(ids, targets)[0]
+        first = parallel.helper
+        with pytest.raises(KeyboardInterrupt):
+            parallel.loss(ids, targets)
+        assert parallel.helper is None and first.process.poll() is not None
+        model.rng.bit_generator.state = expected.model.rng.bit_generator.state  # the same next seed
+        assert parallel.loss(ids, targets)[0] == expected.loss(ids, targets)[0]
+        assert parallel.helper is not None and parallel.helper is not first
+    expected.close()
+
+
+@pytest.mark.parametrize("executable", ["/nonexistent/python", "/bin/true"])
+def test_a_helper_that_cannot_start_leaves_the_numbers_alone(executable, helper_at_once, monkeypatch):
+    """No such program (OSError), or one that exits at once (no reply): this process computes both
+    halves, with the same numbers."""
+    if executable == "/bin/true" and not os.path.exists(executable):
+        pytest.skip("no /bin/true here")
+    config = CONFIGS["lstm+dropout, sequence"]
+    expected, _ = train_steps(config, 1, 4, steps=2)
+    monkeypatch.setattr(data_parallel.sys, "executable", executable)
+    got, used_helper = train_steps(config, 2, 4, steps=2)
+    assert not used_helper
+    assert [loss for loss, _, _ in got] == [loss for loss, _, _ in expected]

@@ -173,13 +173,23 @@ class _Helper:
     """The main process's end of one helper process."""
 
     def __init__(self, model):
-        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        # One BLAS thread (the other core is ours), and our own sys.path, so that the helper imports
+        # this very package even when it is not installed. A new session: Ctrl-C in the terminal
+        # goes to the main process only, which decides what to do.
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                   PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from lstm_from_scratch.nn.data_parallel import serve; serve()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            start_new_session=True)
         self.pending = b""
         self.layout, self.arrays, self.memory = None, None, None
-        self.ask({"op": "model", "config": model.config, "dtype": model.dtype.name})
+        try:
+            self.ask({"op": "model", "config": model.config, "dtype": model.dtype.name})
+        except HelperError:
+            self.process.kill()
+            self.close()
+            raise
 
     def send(self, command):
         try:
@@ -283,23 +293,30 @@ class DataParallel:
                     arrays[f"param/{name}"][...] = value
                 arrays["ids"][...], arrays["targets"][...] = ids_2, targets_2
                 helper.send({"op": "step", "training": bool(training), "seed": seed})
-            except HelperError as error:
+            except (HelperError, OSError) as error:  # OSError: no room for the shared memory
                 helper = self._give_up(error)
         enabled = fast_background.ENABLED
         if helper is not None:
             fast_background.ENABLED = False  # the helper has the other core
         try:
             loss_1, grads_1, state_1 = _half_loss(model, ids_1, targets_1, training, None)
-        finally:
-            fast_background.ENABLED = enabled
-        grads_1 = {name: grad.copy() for name, grad in grads_1.items()}  # the layers' own arrays
-        if helper is not None:
-            try:
+            grads_1 = {name: grad.copy() for name, grad in grads_1.items()}  # the layers' own arrays
+            if helper is not None:
                 loss_2 = helper.reply()["loss"]
                 grads_2 = {name: helper.arrays[f"grad/{name}"] for name in grads_1}
                 state_2 = [(helper.arrays[f"h/{k}"], helper.arrays[f"c/{k}"]) for k in range(len(state_1))]
-            except HelperError as error:
-                helper = self._give_up(error)
+        except HelperError as error:
+            helper = self._give_up(error)
+        except BaseException:
+            # Ctrl-C or an error between the command and its reply: the helper's answer would be
+            # read as the next step's. Stop it; the next step starts a fresh one if it pays.
+            if helper is not None:
+                self.helper = None
+                helper.process.kill()
+                helper.close()
+            raise
+        finally:
+            fast_background.ENABLED = enabled
         if helper is None:
             loss_2, grads_2, state_2 = _half_loss(model, ids_2, targets_2, training, seed)
         for name, grad in grads_1.items():
