@@ -573,6 +573,7 @@ def run_compare(args):
     from .generate import load_trained
     from .plots import plot_optimizer_comparison
     from .atomic import atomic_write_text
+    from .train import TrainingDiverged
 
     if len(set(args.optimizers)) != len(args.optimizers):
         raise UsageError("name each optimizer once in --optimizers")
@@ -589,7 +590,11 @@ def run_compare(args):
         config = train_config(args, optimizer=name, lr=lr)
         dataset = prepare(args.data, sequences, settings, config)
         say(f"--- {name}")
-        status = _train_and_report(args.data, dataset, model, config, out / name, False, quiet=True)
+        try:
+            status = _train_and_report(args.data, dataset, model, config, out / name, False, quiet=True)
+        except TrainingDiverged as error:  # its advice names train's --lr; compare takes --lrs
+            raise TrainingDiverged(f"{name}: " + str(error).replace(
+                "a lower --lr (now", "a lower learning rate for it in --lrs (now")) from None
         if status:
             return status
         histories[name] = json.loads((out / name / "history.json").read_text())

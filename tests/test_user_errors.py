@@ -235,6 +235,14 @@ def test_divergence_without_clipping_suggests_turning_it_on(tmp_path, midi_folde
     assert "smaller --clip" not in line
 
 
+def test_compare_divergence_names_its_own_option(tmp_path, midi_folder, capsys):
+    # Was: compare's divergence advice said "try a lower --lr", an option compare does not take.
+    assert cli.main(["compare", str(midi_folder), *TINY[:6], "--optimizers", "sgd", "--lrs", "1e6",
+                     "--clip", "0", "--epochs", "1", "--out", str(tmp_path / "c")]) == 1
+    line = one_error_line(capsys)
+    assert line.startswith("error: sgd: ") and "--lrs (now 1000000.0)" in line and "--lr " not in line
+
+
 def test_running_out_of_memory_is_one_line(tmp_path, midi_folder, capsys, monkeypatch):
     # Was: `train --hidden 100000` ended in NumPy's _ArrayMemoryError traceback.
     def no_memory(*args, **kwargs):
