@@ -16,6 +16,12 @@ paths use it for work that does not depend on what the main thread does next:
 
 Every result is the same as on one thread: the same operations on the same numbers. It pays most
 when BLAS runs one thread (as ``lstm-music`` does), since the second core would otherwise idle.
+When ``nn/data_parallel.py`` trains with a helper process, that process has the second core: the
+worker is then off (``ENABLED`` False) in the helper, and in the main process during each step.
+
+Only big calls belong here. Every NumPy call starts and ends holding Python's lock, so small calls on
+this thread slow the main thread's small calls (the LSTM's loop) down, by 32-66% in
+``benchmarks/bench_worker_interference.py``.
 """
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
