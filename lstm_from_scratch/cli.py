@@ -702,6 +702,7 @@ def _made_by_demo(meta):
     from .train import TrainConfig
     if not isinstance(meta.get("train_config"), dict):
         return False
-    made_with = {**meta["train_config"], "epochs": None}
-    return any(made_with == {**TrainConfig(**training).to_dict(), "epochs": None}
+    ignored = {"epochs": None, "processes": None}  # (runs from before --processes lack that key)
+    made_with = {**meta["train_config"], **ignored}
+    return any(made_with == {**TrainConfig(**training).to_dict(), **ignored}
                for training in (DEMO_TRAINING, TINY_TRAINING))
