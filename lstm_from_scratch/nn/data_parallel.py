@@ -16,19 +16,20 @@ makes its one step in the main process. ``DataParallel(model).loss(ids, targets)
 **Why a process, not a thread.** The critical path of a step is the LSTM's loop over time: a dozen
 small NumPy calls per step, each a few microseconds. Two threads of one process must take turns
 holding Python's lock (the GIL) at every NumPy call, and on our 2-core machine a thread making small
-NumPy calls beside the loop made it 30-65% slower (``benchmarks/bench_worker_interference.py``). A
+NumPy calls beside the loop made it 32-66% slower (``benchmarks/bench_worker_interference.py``). A
 process has its own interpreter and lock; beside another process the loop runs at full speed.
 
 **The same numbers, with or without the helper.** The split is always made, and the halves are
 always combined in the same way; the helper only decides *where* the second half is computed. Without
-it (one core, no ``/dev/shm``, a small model, or a helper that failed), this process computes the
+it (one core, Windows, a small model, or a helper that failed), this process computes the
 second half itself, after the first, and the result is the same, bit for bit. Dropout masks for the
 second half come from a generator seeded by one draw from ``model.rng``, in both cases.
 
 **How the two processes talk.** The helper is a fresh interpreter started with ``subprocess``
 (``python -c "...; serve()"``). The arrays they share (parameters, the second half's ids and
 targets, its gradients and final states) live in one block of memory that both map: a file in
-``/dev/shm`` (memory, not disk), removed as soon as both have mapped it. Commands and replies are
+``/dev/shm`` (memory, not disk; elsewhere the temporary folder), removed as soon as both have mapped
+it. Commands and replies are
 one line of JSON each, through the helper's stdin and stdout: never pickle.
 
 The helper starts only once a step takes at least ``MIN_STEP_SECONDS``, since starting it costs
@@ -63,7 +64,7 @@ def split_batch(ids, targets):
 
 def combine(first, second, weight):
     """weight * first + (1 - weight) * second, written into ``first`` (an array) and returned: the
-    gradient of the whole batch from its halves'. Two in-place passes, always in this order."""
+    gradient of the whole batch from its halves'. Three in-place passes, always in this order."""
     first *= weight / (1 - weight)
     first += second
     first *= 1 - weight
