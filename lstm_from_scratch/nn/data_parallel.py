@@ -277,7 +277,8 @@ class DataParallel:
     def loss(self, ids, targets, training=True):
         """ids (T, B) integers; targets (T, B) or (B,) as for ``model.loss``. Returns (loss, grads),
         the loss a float and grads ``model.grads``, the weighted means of the two halves'. Leaves
-        ``model.final_state`` as ``model.forward`` does (both halves, in batch order)."""
+        ``model.final_state`` as ``model.forward`` does (both halves, in batch order); the layers'
+        own caches (``x``, ``hs``, ``gates``, ...) hold the last half this process computed."""
         model = self.model
         ids, targets = np.asarray(ids), np.asarray(targets)
         if ids.ndim != 2 or ids.shape[1] < 2:  # nothing to split
@@ -301,7 +302,6 @@ class DataParallel:
             fast_background.ENABLED = False  # the helper has the other core
         try:
             loss_1, grads_1, state_1 = _half_loss(model, ids_1, targets_1, training, None)
-            grads_1 = {name: grad.copy() for name, grad in grads_1.items()}  # the layers' own arrays
             if helper is not None:
                 loss_2 = helper.reply()["loss"]
                 grads_2 = {name: helper.arrays[f"grad/{name}"] for name in grads_1}
@@ -319,6 +319,9 @@ class DataParallel:
         finally:
             fast_background.ENABLED = enabled
         if helper is None:
+            # Copies first: the second half's backward may reuse the layers' arrays.
+            grads_1 = {name: grad.copy() for name, grad in grads_1.items()}
+            state_1 = [(h.copy(), c.copy()) for h, c in state_1]
             loss_2, grads_2, state_2 = _half_loss(model, ids_2, targets_2, training, seed)
         for name, grad in grads_1.items():
             model.grads[name] = combine(grad, grads_2[name], weight)
