@@ -188,8 +188,7 @@ class _Helper:
         try:
             self.ask({"op": "model", "config": model.config, "dtype": model.dtype.name})
         except HelperError:
-            self.process.kill()
-            self.close()
+            self.close(kill=True)
             raise
 
     def send(self, command):
@@ -237,9 +236,13 @@ class _Helper:
             self.layout, self.memory, self.arrays = layout, memory, _views(memory, layout)
         return self.arrays
 
-    def close(self):
+    def close(self, kill=False):
+        """Stop the helper: let it read the end of its input and exit, or, with ``kill`` (it may be
+        busy, hung or already gone), kill it."""
         try:
-            self.process.stdin.close()  # the helper reads the end of its input and stops
+            if kill:
+                self.process.kill()
+            self.process.stdin.close()
             self.process.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
             self.process.kill()
@@ -261,6 +264,7 @@ class DataParallel:
         self.model, self.processes = model, processes
         self.helper = None
         self.helper_failed = None  # why the helper was given up on, if it was
+        self._last_step_seconds = 0.0  # how long the last step took (decides when the helper starts)
         self.has_dropout = any(isinstance(layer, Dropout) and layer.rate > 0 for layer in model.layers)
 
     def __enter__(self):
@@ -269,9 +273,10 @@ class DataParallel:
     def __exit__(self, *_):
         self.close()
 
-    def close(self):
+    def close(self, kill=False):
+        """Stop the helper, if there is one (see ``_Helper.close``); a later step may start another."""
         if self.helper is not None:
-            self.helper.close()
+            self.helper.close(kill)
             self.helper = None
 
     def loss(self, ids, targets, training=True):
@@ -311,10 +316,7 @@ class DataParallel:
         except BaseException:
             # Ctrl-C or an error between the command and its reply: the helper's answer would be
             # read as the next step's. Stop it; the next step starts a fresh one if it pays.
-            if helper is not None:
-                self.helper = None
-                helper.process.kill()
-                helper.close()
+            self.close(kill=True)
             raise
         finally:
             fast_background.ENABLED = enabled
@@ -333,7 +335,7 @@ class DataParallel:
     def _helper_for_step(self):
         """The helper, started once a step (computed here) took at least MIN_STEP_SECONDS."""
         if self.helper is None and self.processes == 2 and self.helper_failed is None and os.name != "nt":
-            if getattr(self, "_last_step_seconds", 0.0) >= MIN_STEP_SECONDS and (os.cpu_count() or 1) >= 2:
+            if self._last_step_seconds >= MIN_STEP_SECONDS and (os.cpu_count() or 1) >= 2:
                 try:
                     self.helper = _Helper(self.model)
                 except (OSError, HelperError) as error:
@@ -343,8 +345,5 @@ class DataParallel:
     def _give_up(self, error):
         """Stop the helper for good; this process computes both halves from now on."""
         self.helper_failed = str(error)
-        if self.helper is not None:
-            self.helper.process.kill()
-            self.helper.close()
-            self.helper = None
+        self.close(kill=True)
         return None
