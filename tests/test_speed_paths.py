@@ -213,6 +213,32 @@ def test_backward_factors_from_the_worker_thread(id_input, rng, monkeypatch):
     assert max(errors.values()) < 1e-6
 
 
+@pytest.mark.parametrize("steps_per_chunk", [1, 4, T])
+def test_backward_factors_in_chunks_of_steps(steps_per_chunk, rng, monkeypatch):
+    # The factors are computed a few steps at a time; any chunk size gives the very same numbers,
+    # and then the readable LSTM's gradients.
+    from lstm_from_scratch.nn import fast_lstm
+
+    slow, fast = random_pair(rng)
+    x, state = rng.integers(0, D, (T, B)), random_state(rng)
+    dhs, dfinal = rng.standard_normal((T, B, H)), random_state(rng)
+    monkeypatch.setattr(fast_lstm, "FACTORS_CHUNK", 10**9)  # one chunk
+    fast.forward(x, state)
+    scratch = fast._scratch(T, B)
+    whole = [a.copy() for a in fast_lstm._backward_factors(fast.gates, fast.cs_all, fast.tanh_cs, scratch)]
+    monkeypatch.setattr(fast_lstm, "FACTORS_CHUNK", steps_per_chunk * B * 4 * H)
+    for name in "KLM":
+        scratch[name][...] = np.nan  # nothing may be left over from the call above
+    chunked = fast_lstm._backward_factors(fast.gates, fast.cs_all, fast.tanh_cs, scratch)
+    for name, expected, got in zip("KLM", whole, chunked):
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+    fast.backward(dhs, dfinal)
+    slow.forward(x, state)
+    slow.backward(dhs, dfinal)
+    for key in slow.grads:
+        np.testing.assert_allclose(fast.grads[key], slow.grads[key], rtol=1e-12, atol=1e-13, err_msg=key)
+
+
 def test_training_step_is_the_same_with_or_without_the_worker_thread(monkeypatch):
     from lstm_from_scratch.nn import fast_background, fast_lstm, losses
 

@@ -29,7 +29,8 @@ arrays inside the loop):
        da_i,f,g = dc_t * K_t                               K = [g s'_i, c_{t-1} s'_f, i s'_g]
        da_o    = dh_t * L_t                                L = tanh(c) * s'_o
 
-   which leaves six elementwise calls and one product per step.
+   which leaves six elementwise calls and one product per step. K, L and M are computed a few
+   steps at a time (``FACTORS_CHUNK``), so that their passes run in the CPU's cache.
    While ``Model`` trains, backward may start before all of dh is there: the worker thread still
    writes its earlier half (``wait_for``, and ``_input_grad_halves`` in ``nn/model.py``).
 5. **The scatter-add for id input without ``np.add.at``** (``scatter_add_rows_fast``).
@@ -123,6 +124,12 @@ def row_blocks(rows, inner, cols, max_blocks=4):
 
 BACKGROUND_SIZE = 2**16  # gates arrays at least this big get their backward factors on the worker
 
+# _backward_factors works through the steps in chunks of about this many gate values (512 KB in
+# float32), so that each of its dozen passes reads arrays still in the CPU's cache from the pass
+# before, not main memory. On our machine (T = 100, H = 128) that took 0.85 ms instead of 1.09 at
+# B = 12, and 1.79 ms instead of 2.34 at B = 24.
+FACTORS_CHUNK = 2**17
+
 
 def _backward_factors(gates, cs_all, tanh_cs, scratch):
     """K (T, B, 3, H), L (T, B, H) and M (T, B, H) of point 4 in the module docstring, written into
@@ -132,25 +139,37 @@ def _backward_factors(gates, cs_all, tanh_cs, scratch):
     K gets an array of its own, not a slice of a (T, B, 4, H) one: backward multiplies it by dc
     broadcast over its gate axis, and NumPy runs that about a third faster on a contiguous K.
     """
-    T, B, H = tanh_cs.shape
-    per_gate = gates.reshape(T, B, 4, H)
+    T = len(tanh_cs)
+    K, L, M = scratch["K"], scratch["L"], scratch["M"]
+    steps = max(1, FACTORS_CHUNK // gates[0].size)
+    for start in range(0, T, steps):
+        part = slice(start, start + steps)
+        _factors_of_steps(gates[part], cs_all[start : start + steps + 1], tanh_cs[part],
+                          K[part], L[part], M[part])
+    return K, L, M
+
+
+def _factors_of_steps(gates, cs_all, tanh_cs, K, L, M):
+    """``_backward_factors`` for a run of steps: gates (S, B, 4H), cs_all (S+1, B, H), tanh_cs
+    (S, B, H) in; K (S, B, 3, H), L (S, B, H), M (S, B, H) written."""
+    S, B, H = tanh_cs.shape
+    per_gate = gates.reshape(S, B, 4, H)
     i, g, o = per_gate[:, :, 0], per_gate[:, :, 2], per_gate[:, :, 3]
     # The gate derivatives s' for all steps: s(1-s) for the sigmoids i, f, o, 1-g^2 for the tanh g ...
-    K = np.subtract(1, per_gate[:, :, :3], out=scratch["K"])
-    K *= per_gate[:, :, :3]
+    np.subtract(1, per_gate[:, :, :2], out=K[:, :, :2])
+    K[:, :, :2] *= per_gate[:, :, :2]
     np.square(g, out=K[:, :, 2])
     np.subtract(1, K[:, :, 2], out=K[:, :, 2])
-    L = np.subtract(1, o, out=scratch["L"])
+    np.subtract(1, o, out=L)
     L *= o
     # ... then times the other factor of each product in the module docstring.
     K[:, :, 0] *= g
     K[:, :, 1] *= cs_all[:-1]
     K[:, :, 2] *= i
     L *= tanh_cs
-    M = np.square(tanh_cs, out=scratch["M"])
+    np.square(tanh_cs, out=M)
     np.subtract(1, M, out=M)
     M *= o
-    return K, L, M
 
 
 class FastLSTM(LSTM):
