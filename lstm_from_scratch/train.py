@@ -240,8 +240,9 @@ def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, 
     if resume:
         run.restore(run_dir / "last.npz")
 
-    with _InterruptFlag() as interrupt, DataParallel(model, config.processes) as parallel:
-        run.step_loss = parallel.loss if config.processes == 2 else model.loss
+    with _InterruptFlag() as interrupt, DataParallel(model, config.processes, optimizer) as parallel:
+        if config.processes == 2:
+            run.parallel = parallel
         for epoch in range(run.epoch + 1, config.epochs + 1):
             # Kept so that a Ctrl-C save can store the generator as it was *before* this epoch's
             # shuffle: a resume redraws the same order and skips the batches already done.
@@ -263,7 +264,7 @@ class _RunState:
     def __init__(self, model, optimizer, shuffle_rng, dataset, config, run_dir):
         self.model, self.optimizer, self.shuffle_rng = model, optimizer, shuffle_rng
         self.dataset, self.config, self.run_dir = dataset, config, run_dir
-        self.step_loss = model.loss  # or DataParallel(model).loss, set by train()
+        self.parallel = None  # or the DataParallel that computes each step, set by train()
         self.epoch = 0           # epochs finished
         self.batch = 0           # batches finished in the epoch under way
         self.loss_sum = 0.0      # sum of those batches' losses (for the epoch's mean)
@@ -290,7 +291,10 @@ class _RunState:
                 # A diverging run overflows (exp, tanh, a huge step) before its loss turns inf or
                 # NaN; the check reports that with advice, so NumPy's own warnings would be noise.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    loss, grads = self.step_loss(inputs, targets, training=True)
+                    if self.parallel is None:
+                        loss, grads = model.loss(inputs, targets, training=True)
+                    else:  # the same, as two halves of the batch in two processes
+                        loss, grads = self.parallel.loss(inputs, targets, training=True)
                 if not math.isfinite(loss) or loss > self.exploded:
                     clipping = (f"a smaller --clip (now {config.clip})" if config.clip > 0
                                 else "gradient clipping (--clip 5; it is off now)")
@@ -299,8 +303,11 @@ class _RunState:
                         f"(a uniform guess scores {self.uniform:.3g}); try a lower --lr (now "
                         f"{config.lr}) or {clipping}")
                 with np.errstate(over="ignore", invalid="ignore"):
-                    clip_grad_norm(grads, config.clip)
-                    self.optimizer.step(model.params, grads)
+                    if self.parallel is None:
+                        clip_grad_norm(grads, config.clip)
+                        self.optimizer.step(model.params, grads)
+                    else:  # the same, each process updating half of every weight array
+                        self.parallel.update(config.clip)
                 self.batch += 1
                 self.loss_sum += loss
                 if bar is not None:

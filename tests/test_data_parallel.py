@@ -11,7 +11,7 @@ from lstm_from_scratch.nn import data_parallel
 from lstm_from_scratch.nn.data_parallel import DataParallel, combine, split_batch
 from lstm_from_scratch.nn.gradcheck import relative_error
 from lstm_from_scratch.nn.model import Model
-from lstm_from_scratch.nn.optim import SGD
+from lstm_from_scratch.nn.optim import SGD, Adam, RMSprop, clip_grad_norm
 
 V, T = 13, 6
 
@@ -216,3 +216,115 @@ def test_a_helper_that_cannot_start_leaves_the_numbers_alone(executable, helper_
     got, used_helper = train_steps(config, 2, 4, steps=2)
     assert not used_helper
     assert [loss for loss, _, _ in got] == [loss for loss, _, _ in expected]
+
+
+OPTIMIZERS = {
+    "adam": lambda: Adam(0.05),
+    "rmsprop": lambda: RMSprop(0.02),
+    "sgd, nesterov": lambda: SGD(0.3, momentum=0.9, nesterov=True),
+    "plain sgd": lambda: SGD(0.3),
+}
+
+
+BATCH_SIZES = (5, 5, 4, 5)  # a new batch size: a new block of shared memory for the helper
+
+
+def train_with_update(processes, optimizer_name, clip=0.5):
+    """Four steps of DataParallel.loss + DataParallel.update; the final weights, the optimizer's
+    state and whether the helper did its part of the updates. With the fixture ``helper_at_step_2``
+    the optimizer already has its buffers when the helper starts."""
+    config = CONFIGS["lstm+dropout, sequence"]
+    model = Model(config, dtype=np.float64, seed=4)
+    own = {name: array for name, array in model.params.items()}
+    optimizer = OPTIMIZERS[optimizer_name]()
+    with DataParallel(model, processes, optimizer) as parallel:
+        for step, B in enumerate(BATCH_SIZES):
+            parallel.loss(*batch(B, "sequence", seed=step))
+            parallel.update(clip)  # clip 0.5: these gradients are clipped at most steps
+        helped = parallel.helper is not None
+    for name, array in model.params.items():  # after close, the model's own arrays are back
+        assert array is own[name]
+    return {name: array.copy() for name, array in model.params.items()}, optimizer.state_dict(), helped
+
+
+def assert_same_training(expected, got):
+    for name in expected[0]:
+        np.testing.assert_array_equal(got[0][name], expected[0][name], err_msg=name)
+    assert sorted(got[1]) == sorted(expected[1])
+    for key in expected[1]:
+        np.testing.assert_array_equal(got[1][key], expected[1][key], err_msg=key)
+
+
+@pytest.fixture
+def helper_at_step_2(monkeypatch):
+    """Start the helper at the second step: the first takes more than no time at all."""
+    monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 1e-9)
+
+
+@pytest.mark.parametrize("optimizer_name", sorted(OPTIMIZERS))
+def test_update_gives_the_numbers_of_one_process(optimizer_name, helper_at_step_2):
+    alone = train_with_update(1, optimizer_name)
+    helped = train_with_update(2, optimizer_name)
+    assert not alone[2] and helped[2]
+    assert_same_training(alone, helped)
+    # ... which are those of the plain clip and step, too.
+    config = CONFIGS["lstm+dropout, sequence"]
+    model, optimizer = Model(config, dtype=np.float64, seed=4), OPTIMIZERS[optimizer_name]()
+    with DataParallel(model, 1) as parallel:
+        for step, B in enumerate(BATCH_SIZES):
+            _, grads = parallel.loss(*batch(B, "sequence", seed=step))
+            clip_grad_norm(grads, 0.5)
+            optimizer.step(model.params, grads)
+    assert_same_training(alone, ({n: a for n, a in model.params.items()}, optimizer.state_dict()))
+
+
+def test_a_helper_that_fails_in_its_update_is_undone_and_redone(helper_at_step_2, monkeypatch):
+    """The helper answers an update with an error after it changed its part of the weights and
+    buffers (here: scribbled over them). This process must put its backup back, give the helper up
+    and do the helper's part itself, to the very same numbers."""
+    expected = train_with_update(1, "adam")
+    real_reply = data_parallel._Helper.reply
+
+    def failing_update_reply(helper):
+        answer = real_reply(helper)
+        if helper.last_command["op"] == "update" and helper.last_command["step"] == 3:
+            for part, _ in data_parallel._backed_up(helper.arrays):
+                part[...] = np.nan  # a half-done update, as far as anyone can tell
+            raise data_parallel.HelperError("the helper process stopped")
+        return answer
+
+    real_send = data_parallel._Helper.send
+
+    def remembering_send(helper, command):
+        helper.last_command = command
+        return real_send(helper, command)
+
+    monkeypatch.setattr(data_parallel._Helper, "reply", failing_update_reply)
+    monkeypatch.setattr(data_parallel._Helper, "send", remembering_send)
+    got = train_with_update(2, "adam")
+    assert not got[2]  # given up at step 3
+    assert_same_training(expected, got)
+
+
+def test_a_helper_killed_while_it_updates(helper_at_step_2, monkeypatch):
+    """Killed right after the update command: before, during or after its update. Same numbers."""
+    expected = train_with_update(1, "rmsprop")
+    real_send = data_parallel._Helper.send
+
+    def send_then_kill(helper, command):
+        real_send(helper, command)
+        if command["op"] == "update" and command["step"] == 2:
+            helper.process.kill()
+
+    monkeypatch.setattr(data_parallel._Helper, "send", send_then_kill)
+    got = train_with_update(2, "rmsprop")
+    assert not got[2]
+    assert_same_training(expected, got)
+
+
+def test_update_without_an_optimizer_says_so():
+    model = Model(CONFIGS["lstm+dropout, sequence"], dtype=np.float64)
+    with DataParallel(model, 1) as parallel:
+        parallel.loss(*batch(4, "sequence"))
+        with pytest.raises(ValueError, match="needs the optimizer"):
+            parallel.update(5.0)

@@ -122,6 +122,7 @@ def test_ctrl_c_mid_epoch_saves_a_point_that_resumes_exactly(helper, tmp_path, d
         return real_clip(grads, max_norm)
 
     monkeypatch.setattr(train_module, "clip_grad_norm", clip_then_interrupt)
+    monkeypatch.setattr(data_parallel, "clip_grad_norm", clip_then_interrupt)  # --processes 2 clips there
     stopped = train(dataset, MODEL, config(epochs=2), tmp_path / "b", progress=False)
     assert stopped.interrupted and (stopped.epoch, stopped.batch) == (0, 3)
     _, meta = load_checkpoint(tmp_path / "b" / "last.npz")
@@ -129,6 +130,7 @@ def test_ctrl_c_mid_epoch_saves_a_point_that_resumes_exactly(helper, tmp_path, d
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler put back
 
     monkeypatch.setattr(train_module, "clip_grad_norm", real_clip)
+    monkeypatch.setattr(data_parallel, "clip_grad_norm", real_clip)
     resumed = train(dataset, MODEL, config(epochs=2), tmp_path / "b", progress=False, resume=True)
     assert_same_params(straight.model.params, resumed.model.params)
     assert resumed.history[0]["train_loss"] == straight.history[0]["train_loss"]

@@ -48,6 +48,7 @@ import numpy as np
 
 from . import fast_background
 from .layers import Dropout
+from .optim import clip_grad_norm, make_optimizer
 
 MIN_STEP_SECONDS = 0.003  # steps faster than this do not pay for the helper's start and round trips
 REPLY_SECONDS = 120.0  # a helper silent for this long is given up on
@@ -71,19 +72,49 @@ def combine(first, second, weight):
     return first
 
 
-def _layout(model, T, B2, target_shape):
+def first_part(size):
+    """The numbers of an array of ``size`` (in flat order) that this process updates: the first
+    ceil(size / 2). The helper updates the rest, ``second_part(size)``."""
+    return slice(0, -(-size // 2))
+
+
+def second_part(size):
+    """The numbers of an array of ``size`` (in flat order) that the helper updates."""
+    return slice(-(-size // 2), size)
+
+
+def _layout(model, T, B2, target_shape, buffer_names):
     """{name: (shape, dtype name)}: every array the two processes share, for a second half of B2
-    sequences with targets of ``target_shape``."""
+    sequences with targets of ``target_shape`` and an optimizer with these ``buffer_names``.
+
+    "param/", "grad/" and "optimizer/<buffer>/" hold every parameter, gradient and optimizer buffer
+    whole; "backup/..." the helper's part of a parameter or buffer, as it was before its update."""
     layout = {}
     for name, value in model.params.items():
-        layout[f"param/{name}"] = (value.shape, value.dtype.name)
-        layout[f"grad/{name}"] = (value.shape, value.dtype.name)
+        shape, dtype = value.shape, value.dtype.name
+        helper_part = ((value.size - first_part(value.size).stop,), dtype)
+        layout[f"param/{name}"] = (shape, dtype)
+        layout[f"grad/{name}"] = (shape, dtype)
+        layout[f"backup/param/{name}"] = helper_part
+        for kind in buffer_names:
+            layout[f"optimizer/{kind}/{name}"] = (shape, dtype)
+            layout[f"backup/optimizer/{kind}/{name}"] = helper_part
+    layout["backup_step"] = ((1,), "int64")  # the step whose update the backups are from
     layout["ids"] = ((T, B2), "int64")
     layout["targets"] = (tuple(target_shape), "int64")
     for k, layer in enumerate(model.lstm_layers):
         layout[f"h/{k}"] = ((B2, layer.hidden_size), model.dtype.name)
         layout[f"c/{k}"] = ((B2, layer.hidden_size), model.dtype.name)
     return layout
+
+
+def _backed_up(arrays):
+    """[(the helper's part of a shared parameter or buffer, its backup array)], from ``arrays``."""
+    pairs = []
+    for name, array in arrays.items():
+        if name.startswith(("param/", "optimizer/")):
+            pairs.append((array.reshape(-1)[second_part(array.size)], arrays[f"backup/{name}"]))
+    return pairs
 
 
 def _size(layout):
@@ -127,8 +158,14 @@ def serve():
     """The helper process: one JSON command per line on stdin, one JSON reply per line on stdout.
 
     {"op": "model", "config": c, "dtype": d}  -> build the model copy; {"ok": true}
-    {"op": "arrays", "path": p, "layout": l}  -> map the shared arrays; {"ok": true}
-    {"op": "step", "training": t, "seed": s}  -> the second half's loss and gradients; {"loss": x}
+    {"op": "arrays", "path": p, "layout": l}  -> map the shared arrays, and compute with the shared
+                                                 weights from now on; {"ok": true}
+    {"op": "step", "training": t, "seed": s, "id": k, "backup": b}
+                                              -> the second half's loss and gradients; {"loss": x}.
+                                                 Then, after the reply and if b, back up its part
+                                                 of the weights and buffers for update k.
+    {"op": "update", "optimizer": o, "step": t, "id": k}
+                                              -> update its part of the weights; {"ok": true}
     Any error is a reply {"error": "..."}; the end of stdin ends the process.
     """
     import signal
@@ -137,7 +174,7 @@ def serve():
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
     fast_background.ENABLED = False  # the other core runs the main process: no worker thread here
-    model, arrays = None, None
+    model, arrays, optimizer = None, None, None
     for line in sys.stdin.buffer:
         command = json.loads(line)
         try:
@@ -149,10 +186,9 @@ def serve():
                     memory = mmap.mmap(file.fileno(), 0)
                 arrays = _views(memory, {name: (tuple(shape), dtype)
                                          for name, (shape, dtype) in command["layout"].items()})
+                model.use_param_arrays({name: arrays[f"param/{name}"] for name in model.params})
                 reply = {"ok": True}
-            else:
-                for name, value in model.params.items():
-                    value[...] = arrays[f"param/{name}"]
+            elif command["op"] == "step":
                 loss, grads, final_state = _half_loss(model, arrays["ids"], arrays["targets"],
                                                       command["training"], command["seed"])
                 for name, grad in grads.items():
@@ -160,10 +196,38 @@ def serve():
                 for k, (h, c) in enumerate(final_state):
                     arrays[f"h/{k}"][...], arrays[f"c/{k}"][...] = h, c
                 reply = {"loss": loss}
+            else:
+                optimizer = _helper_update(model, arrays, optimizer, command)
+                reply = {"ok": True}
         except Exception as error:  # noqa: BLE001 -- reported, and the main process stops using us
             reply = {"error": f"{type(error).__name__}: {error}"}
         sys.stdout.buffer.write(json.dumps(reply).encode() + b"\n")
         sys.stdout.buffer.flush()
+        if command["op"] == "step" and "loss" in reply and command["backup"]:
+            # While the main process averages the gradients: a copy of what the update will change,
+            # so that the main process can undo a half-done update if this process dies in it.
+            for part, backup in _backed_up(arrays):
+                backup[...] = part
+            arrays["backup_step"][0] = command["id"]
+
+
+def _helper_update(model, arrays, optimizer, command):
+    """The helper's part of an update (``DataParallel.update``): the optimizer described by
+    ``command["optimizer"]`` (its ``hyperparameters()``) at step ``command["step"]``, on the second
+    part of every shared weight, from the shared gradients. Returns the optimizer, kept for next time."""
+    if int(arrays["backup_step"][0]) != command["id"]:
+        raise RuntimeError(f"no backup for update {command['id']}")  # refuse: it could not be undone
+    settings = dict(command["optimizer"])
+    if optimizer is None or optimizer.hyperparameters() != settings:
+        name, lr = settings.pop("name"), settings.pop("lr")
+        optimizer = make_optimizer(name, lr, **settings)
+    # The buffers live in the shared memory too: the main process saves them in its checkpoints.
+    optimizer.buffers = {kind: {name: arrays[f"optimizer/{kind}/{name}"] for name in model.params}
+                         for kind in optimizer.buffer_names}
+    optimizer.step_count = command["step"]
+    grads = {name: arrays[f"grad/{name}"] for name in model.params}
+    optimizer.update(model.params, grads, part=second_part)
+    return optimizer
 
 
 class HelperError(RuntimeError):
@@ -180,7 +244,10 @@ class _Helper:
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                    PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from lstm_from_scratch.nn.data_parallel import serve; serve()"],
+            # "python -c" would put the working folder first on sys.path: del sys.path[0], so that a
+            # folder named lstm_from_scratch there cannot stand in for the package this process runs.
+            [sys.executable, "-c",
+             "import sys; del sys.path[0]; from lstm_from_scratch.nn.data_parallel import serve; serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
             start_new_session=True)
         self.pending = b""
@@ -252,20 +319,30 @@ class _Helper:
 
 class DataParallel:
     """``loss(ids, targets)`` like ``model.loss``, computed as two halves of the batch (see the module
-    docstring), the second one by a helper process when ``processes`` is 2 and it pays.
+    docstring), the second one by a helper process when ``processes`` is 2 and it pays; and
+    ``update(clip)``, the clipped optimizer step, each process updating half of every array.
 
-    model: a ``Model``; processes: 1 (this process computes both halves) or 2.
+    model: a ``Model``; processes: 1 (this process computes both halves) or 2; optimizer: the
+    optimizer ``update`` steps (None: ``update`` is not used; update ``model.params`` as you like).
     Use it as a context manager, or call ``close()``, to stop the helper.
+
+    While the helper runs, the weights (``model.params``) and the optimizer's buffers live in the
+    memory both processes share: the model and the optimizer compute with those shared arrays
+    themselves, so nothing is copied between the processes at each step. ``close()`` copies them
+    back into the model's and optimizer's own arrays (the very arrays they had before).
     """
 
-    def __init__(self, model, processes=2):
+    def __init__(self, model, processes=2, optimizer=None):
         if processes not in (1, 2):
             raise ValueError(f"DataParallel: processes must be 1 or 2, got {processes!r}")
-        self.model, self.processes = model, processes
+        self.model, self.processes, self.optimizer = model, processes, optimizer
         self.helper = None
         self.helper_failed = None  # why the helper was given up on, if it was
         self._last_step_seconds = 0.0  # how long the last step took (decides when the helper starts)
         self.has_dropout = any(isinstance(layer, Dropout) and layer.rate > 0 for layer in model.layers)
+        self._own_arrays = {}  # ("param" or buffer kind, name) -> the array the shared one replaced
+        self._step_id = 0  # counts the steps the helper was asked for
+        self._helper_did_last_step = False  # then update() can share the work with it
 
     def __enter__(self):
         return self
@@ -274,7 +351,10 @@ class DataParallel:
         self.close()
 
     def close(self, kill=False):
-        """Stop the helper, if there is one (see ``_Helper.close``); a later step may start another."""
+        """Copy the weights and buffers out of the shared memory and stop the helper, if there is
+        one (see ``_Helper.close``); a later step may start another."""
+        self._release()
+        self._helper_did_last_step = False
         if self.helper is not None:
             self.helper.close(kill)
             self.helper = None
@@ -286,6 +366,7 @@ class DataParallel:
         own caches (``x``, ``hs``, ``gates``, ...) hold the last half this process computed."""
         model = self.model
         ids, targets = np.asarray(ids), np.asarray(targets)
+        self._helper_did_last_step = False
         if ids.ndim != 2 or ids.shape[1] < 2:  # nothing to split
             return model.loss(ids, targets, training=training)
         (ids_1, targets_1), (ids_2, targets_2), weight = split_batch(ids, targets)
@@ -295,11 +376,11 @@ class DataParallel:
         started = time.perf_counter()
         if helper is not None:
             try:
-                arrays = helper.shared_arrays(_layout(model, *ids_2.shape, targets_2.shape))
-                for name, value in model.params.items():
-                    arrays[f"param/{name}"][...] = value
+                arrays = self._shared_arrays(_layout(model, *ids_2.shape, targets_2.shape, self._buffer_names()))
                 arrays["ids"][...], arrays["targets"][...] = ids_2, targets_2
-                helper.send({"op": "step", "training": bool(training), "seed": seed})
+                self._step_id += 1
+                helper.send({"op": "step", "training": bool(training), "seed": seed, "id": self._step_id,
+                             "backup": self.optimizer is not None})
             except (HelperError, OSError) as error:  # OSError: no room for the shared memory
                 helper = self._give_up(error)
         enabled = fast_background.ENABLED
@@ -329,8 +410,109 @@ class DataParallel:
             model.grads[name] = combine(grad, grads_2[name], weight)
         model.final_state = [(np.concatenate([h1, h2]), np.concatenate([c1, c2]))
                              for (h1, c1), (h2, c2) in zip(state_1, state_2)]
+        self._helper_did_last_step = helper is not None
         self._last_step_seconds = time.perf_counter() - started
         return weight * loss_1 + (1 - weight) * loss_2, model.grads
+
+    def update(self, clip=0.0):
+        """``clip_grad_norm(model.grads, clip)`` (unless ``clip`` is 0 or None), then the optimizer's
+        step on ``model.params``: the
+        same numbers as ``optimizer.step(model.params, model.grads)``. When the helper computed the
+        last ``loss``, it updates the second half of every array's numbers (``second_part``) while
+        this process updates the first (``Optimizer.update``'s ``part``).
+
+        If the helper fails during its part, this process puts back the helper's backup of what it
+        had changed (it made one after the step; see ``serve``) and does that part itself.
+        """
+        model, optimizer = self.model, self.optimizer
+        if optimizer is None:
+            raise ValueError("DataParallel.update needs the optimizer: DataParallel(model, processes, optimizer)")
+        if clip is not None and clip > 0:
+            clip_grad_norm(model.grads, clip)
+        optimizer.step_count += 1  # what optimizer.step does before its update
+        helper = self.helper if self._helper_did_last_step else None
+        self._helper_did_last_step = False
+        if helper is None:
+            optimizer.update(model.params, model.grads)
+            return
+        try:
+            self._adopt(helper.arrays)  # in case the optimizer's buffers were replaced since the step
+            for name, grad in model.grads.items():  # the helper's part of the averaged gradient
+                part = second_part(grad.size)
+                helper.arrays[f"grad/{name}"].reshape(-1)[part] = grad.reshape(-1)[part]
+            helper.send({"op": "update", "optimizer": optimizer.hyperparameters(),
+                         "step": optimizer.step_count, "id": self._step_id})
+        except HelperError as error:  # it stopped before it could change anything
+            self._give_up(error)
+            optimizer.update(model.params, model.grads)
+            return
+        try:
+            optimizer.update(model.params, model.grads, part=first_part)
+            helper.reply()
+        except HelperError as error:
+            self._undo_helper_update()
+            self._give_up(error)
+            optimizer.update(model.params, model.grads, part=second_part)
+        except BaseException:
+            self.close(kill=True)  # a Ctrl-C mid-update: as in one process, the step is half done
+            raise
+
+    def _undo_helper_update(self):
+        """Put the helper's backup back into its part of the weights and buffers, if it made one for
+        this step (it changes nothing before it has)."""
+        arrays = self.helper.arrays
+        if int(arrays["backup_step"][0]) == self._step_id:
+            for part, backup in _backed_up(arrays):
+                part[...] = backup
+
+    def _buffer_names(self):
+        return () if self.optimizer is None else tuple(self.optimizer.buffer_names)
+
+    def _shared_arrays(self, layout):
+        """The helper's shared arrays for ``layout``, holding the weights and buffers in use."""
+        if layout != self.helper.layout:
+            self._release()  # out of the old block, before it goes
+            self.helper.shared_arrays(layout)
+        self._adopt(self.helper.arrays)
+        return self.helper.arrays
+
+    def _adopt(self, arrays):
+        """Copy the weights and the optimizer's buffers into the shared ``arrays``, then make the
+        model and the optimizer use the shared arrays themselves. Cheap when they already do."""
+        model, replaced = self.model, {}
+        for name, value in model.params.items():
+            shared = arrays[f"param/{name}"]
+            if value is not shared:
+                shared[...] = value
+                self._own_arrays[("param", name)] = value
+                replaced[name] = shared
+        model.use_param_arrays(replaced)
+        for kind in self._buffer_names():
+            buffers = self.optimizer.buffers.setdefault(kind, {})
+            for name in model.params:
+                shared, value = arrays[f"optimizer/{kind}/{name}"], buffers.get(name)
+                if value is not shared:
+                    shared[...] = 0 if value is None else value  # buffers start at 0
+                    self._own_arrays[(kind, name)] = value
+                    buffers[name] = shared
+
+    def _release(self):
+        """Undo ``_adopt``: copy the shared weights and buffers back into the arrays they replaced
+        (a new one for a buffer that had none), and use those again."""
+        restored = {}
+        for (kind, name), own in self._own_arrays.items():
+            if kind == "param":
+                own[...] = self.model.params[name]
+                restored[name] = own
+            else:
+                buffers = self.optimizer.buffers[kind]
+                if own is None:
+                    buffers[name] = buffers[name].copy()
+                else:
+                    own[...] = buffers[name]
+                    buffers[name] = own
+        self.model.use_param_arrays(restored)
+        self._own_arrays = {}
 
     def _helper_for_step(self):
         """The helper, started once a step (computed here) took at least MIN_STEP_SECONDS."""

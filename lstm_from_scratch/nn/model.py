@@ -352,6 +352,27 @@ class Model:
         self.final_state = new_state
         return out, new_state
 
+    def use_param_arrays(self, arrays):
+        """Make the arrays in ``arrays`` (name -> array of ``self.params[name]``'s shape and dtype)
+        the parameters themselves, not copies of them: from now on the layers compute with these
+        very arrays, and an optimizer updates them in place. Returns {name: the array replaced}.
+
+        ``nn/data_parallel.py`` uses it to keep the weights in memory that two processes share.
+        """
+        replaced = {}
+        for index, layer in enumerate(self.layers):
+            for key, old in layer.params.items():
+                name = f"{index}.{_kind(layer)}.{key}"
+                if name not in arrays:
+                    continue
+                new = arrays[name]
+                if new.shape != old.shape or new.dtype != old.dtype:
+                    raise ValueError(f"parameter {name}: {new.dtype} {new.shape} cannot replace "
+                                     f"{old.dtype} {old.shape}")
+                layer.params[key] = self.params[name] = new
+                replaced[name] = old
+        return replaced
+
     def load_params(self, arrays):
         """Copy ``arrays`` (name -> array, e.g. from a checkpoint) into ``self.params``, in place.
 

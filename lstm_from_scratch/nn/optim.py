@@ -5,6 +5,8 @@ another. Every optimizer has the same interface:
 
 - ``opt.step(params, grads)`` updates every array in ``params`` in place. ``params`` and ``grads`` are
   flat dicts with the same keys, for example ``"0.lstm.Wx"``; each gradient has its parameter's shape.
+  (``step`` counts the step and calls ``opt.update(params, grads)``, which can also update just a
+  part of every array: see ``Optimizer.update``.)
 - ``opt.state_dict()`` returns a flat ``{str: np.ndarray}`` dict, ready for ``np.savez``: the step count
   as a 0-d array under ``"step"`` and one entry per parameter and buffer, for example ``"m/0.lstm.Wx"``.
   ``opt.load_state_dict(d)`` restores it, so a resumed run continues bit for bit.
@@ -36,6 +38,18 @@ class Optimizer:
     def step(self, params, grads):
         """Update each ``params[name]`` in place from ``grads[name]`` (same shape, any shape)."""
         self.step_count += 1
+        self.update(params, grads)
+
+    def update(self, params, grads, part=None):
+        """The update of step ``step_count`` (``step`` counts a step, then calls this), in place.
+
+        part: None, every number; or a function ``part(size)`` returning the slice of each array's
+        numbers (in flat order) to update, leaving the others alone. Each number's update reads that
+        number alone (its gradient and buffers), so updating the parts one by one, in any order,
+        gives exactly the numbers of one whole update. ``nn/data_parallel.py`` gives one half of
+        every array to each of its two processes. Parameters and buffers updated in parts must be
+        C-contiguous, so that a part of one is a view of it, not a copy.
+        """
         # A NumPy float64 scalar would turn float32 arithmetic into float64; a Python float does not.
         self.lr = float(self.lr)
         for name, param in params.items():
@@ -43,19 +57,23 @@ class Optimizer:
             if grad.shape != param.shape:
                 raise ValueError(f"gradient for {name!r} has shape {grad.shape}, parameter has {param.shape}")
             state = {kind: self._buffer(kind, name, param) for kind in self.buffer_names}
-            arrays = [param, *state.values()]
-            if param.size <= SLICE or not all(a.flags.c_contiguous for a in arrays):
+            arrays = [param, *state.values()]  # a gradient is only read: a copy of it would do
+            contiguous = all(a.flags.c_contiguous for a in arrays)
+            if part is None and (param.size <= SLICE or not contiguous):
                 self._update(param, grad, **state)
                 continue
+            if not contiguous:
+                raise ValueError(f"{name!r}: only C-contiguous arrays can be updated in parts")
             # A big array is updated one slice at a time. An update makes about a dozen passes over
             # its arrays; on a slice they run in the CPU's cache instead of main memory, which is
             # about 1.7 times faster for a (1500, 512) array. The result is exactly the same.
-            param_flat, grad_flat = param.reshape(-1), grad.reshape(-1)
-            state_flat = {kind: buffer.reshape(-1) for kind, buffer in state.items()}
-            for start in range(0, param.size, SLICE):
-                part = slice(start, start + SLICE)
-                self._update(param_flat[part], grad_flat[part],
-                             **{kind: buffer[part] for kind, buffer in state_flat.items()})
+            chosen = slice(None) if part is None else part(param.size)
+            param_flat, grad_flat = param.reshape(-1)[chosen], grad.reshape(-1)[chosen]
+            state_flat = {kind: buffer.reshape(-1)[chosen] for kind, buffer in state.items()}
+            for start in range(0, param_flat.size, SLICE):
+                piece = slice(start, start + SLICE)
+                self._update(param_flat[piece], grad_flat[piece],
+                             **{kind: buffer[piece] for kind, buffer in state_flat.items()})
 
     def _buffer(self, kind, name, param):
         buffer = self.buffers[kind].get(name)
