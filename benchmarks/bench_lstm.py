@@ -3,8 +3,10 @@
 One training step = forward + backward + Adam update, float32, a loss at every position (sequence
 training), one-hot input done as the row gather ``Wx[ids]``. The model is the deep-improvisation
 preset: one-hot -> LSTM(H) -> Dense(V). The step is the one ``lstm-music train`` takes: with
-``--processes 2`` (the default when there are 2 threads), ``DataParallel(model).loss``, which
-computes the second half of the batch in a helper process (``nn/data_parallel.py``). Generation is ``generate.generate`` at batch 1, the very
+``--processes 2`` (the default when there are 2 threads), ``DataParallel(model, 2, optimizer)``:
+``loss`` computes the second half of the batch in a helper process and ``update`` has each process
+update half of every weight array (``nn/data_parallel.py``); no gradient clipping, as in PyTorch's
+loop here. Generation is ``generate.generate`` at batch 1, the very
 function ``lstm-music generate`` calls (its default path: temperature 1, no top-k, no note rules):
 ``Model.step``, softmax, one roulette-wheel draw per token.
 
@@ -135,12 +137,15 @@ def numpy_training(V, H, T, B, rng):
     model = numpy_model(V, H)
     optimizer = Adam(lr=1e-3)
     ids, targets = rng.integers(0, V, size=(2, T, B))
-    parallel = DataParallel(model, PROCESSES)
-    loss_function = parallel.loss if PROCESSES == 2 else model.loss
+    parallel = DataParallel(model, PROCESSES, optimizer)
 
     def step():
-        loss, grads = loss_function(ids, targets)
-        optimizer.step(model.params, grads)
+        if PROCESSES == 2:
+            parallel.loss(ids, targets)
+            parallel.update()  # the optimizer's step, half of it in the helper
+        else:
+            _, grads = model.loss(ids, targets)
+            optimizer.step(model.params, grads)
     return step, parallel.close
 
 

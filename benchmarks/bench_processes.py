@@ -1,7 +1,8 @@
 """One training step with ``--processes 1`` against ``--processes 2``, alternated in one run.
 
 ``--processes 1`` is ``model.loss`` on the whole batch in this process (with its worker thread);
-``--processes 2`` is ``DataParallel(model).loss``: two halves, the second in a helper process
+``--processes 2`` is ``DataParallel(model, 2, optimizer)``: ``loss`` on two halves, the second in a
+helper process, then ``update``, each process updating half of every weight array
 (``nn/data_parallel.py``). Each step is forward + backward + Adam update, float32, on random ids.
 Each round times ``--steps`` steps of each (after 5 untimed ones, which also start the helper);
 the table gives the median over ``--rounds`` rounds of each one's median step.
@@ -43,13 +44,16 @@ SHAPES = {
 def median_step_ms(config, T, B, processes, steps):
     model, optimizer = Model(config), Adam(1e-3)
     ids, targets = np.random.default_rng(0).integers(0, config["vocab_size"], (2, T, B))
-    with DataParallel(model, processes) as parallel:
-        loss = parallel.loss if processes == 2 else model.loss
+    with DataParallel(model, processes, optimizer) as parallel:
         times = []
         for n in range(5 + steps):
             start = time.perf_counter()
-            _, grads = loss(ids, targets)
-            optimizer.step(model.params, grads)
+            if processes == 2:
+                parallel.loss(ids, targets)
+                parallel.update()
+            else:
+                _, grads = model.loss(ids, targets)
+                optimizer.step(model.params, grads)
             if n >= 5:
                 times.append(time.perf_counter() - start)
         if processes == 2 and parallel.helper is None:
