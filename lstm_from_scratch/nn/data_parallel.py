@@ -65,8 +65,10 @@ def split_batch(ids, targets):
 
 def combine(first, second, weight):
     """weight * first + (1 - weight) * second, written into ``first`` (an array) and returned: the
-    gradient of the whole batch from its halves'. Three in-place passes, always in this order."""
-    first *= weight / (1 - weight)
+    gradient of the whole batch from its halves'. In-place passes, always in this order; for an even
+    batch (weight 1/2) the first, a multiplication by exactly 1, is skipped: it changes nothing."""
+    if weight != 0.5:
+        first *= weight / (1 - weight)
     first += second
     first *= 1 - weight
     return first
@@ -342,6 +344,7 @@ class DataParallel:
         self.has_dropout = any(isinstance(layer, Dropout) and layer.rate > 0 for layer in model.layers)
         self._own_arrays = {}  # ("param" or buffer kind, name) -> the array the shared one replaced
         self._step_id = 0  # counts the steps the helper was asked for
+        self._layouts = {}  # (second half's ids shape, targets shape) -> its _layout
         self._helper_did_last_step = False  # then update() can share the work with it
 
     def __enter__(self):
@@ -376,7 +379,7 @@ class DataParallel:
         started = time.perf_counter()
         if helper is not None:
             try:
-                arrays = self._shared_arrays(_layout(model, *ids_2.shape, targets_2.shape, self._buffer_names()))
+                arrays = self._shared_arrays(ids_2.shape, targets_2.shape)
                 arrays["ids"][...], arrays["targets"][...] = ids_2, targets_2
                 self._step_id += 1
                 helper.send({"op": "step", "training": bool(training), "seed": seed, "id": self._step_id,
@@ -468,9 +471,14 @@ class DataParallel:
     def _buffer_names(self):
         return () if self.optimizer is None else tuple(self.optimizer.buffer_names)
 
-    def _shared_arrays(self, layout):
-        """The helper's shared arrays for ``layout``, holding the weights and buffers in use."""
-        if layout != self.helper.layout:
+    def _shared_arrays(self, ids_shape, target_shape):
+        """The helper's shared arrays for a second half of ``ids_shape`` (T, B2), holding the weights
+        and buffers in use."""
+        key = (ids_shape, target_shape)
+        if key not in self._layouts:  # made once per shape: a dict of every shared array
+            self._layouts[key] = _layout(self.model, *ids_shape, target_shape, self._buffer_names())
+        layout = self._layouts[key]
+        if layout is not self.helper.layout:
             self._release()  # out of the old block, before it goes
             self.helper.shared_arrays(layout)
         self._adopt(self.helper.arrays)
