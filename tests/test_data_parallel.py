@@ -138,7 +138,7 @@ def test_a_helper_that_dies_leaves_the_numbers_alone(helper_at_once):
     model = Model(config, dtype=np.float64, seed=4)
     optimizer = SGD(0.5, momentum=0.9)
     ids, targets = batch(4, "sequence")
-    with DataParallel(model) as parallel:
+    with DataParallel(model) as parallel, pytest.warns(data_parallel.HelperWarning, match="the helper process"):
         for step in range(4):
             if step == 2:
                 parallel.helper.process.kill()
@@ -214,7 +214,8 @@ def test_a_helper_that_cannot_start_leaves_the_numbers_alone(executable, helper_
     config = CONFIGS["lstm+dropout, sequence"]
     expected, _ = train_steps(config, 1, 4, steps=2)
     monkeypatch.setattr(data_parallel.sys, "executable", executable)
-    got, used_helper = train_steps(config, 2, 4, steps=2)
+    with pytest.warns(data_parallel.HelperWarning, match="goes on in one process"):
+        got, used_helper = train_steps(config, 2, 4, steps=2)
     assert not used_helper
     assert [loss for loss, _, _ in got] == [loss for loss, _, _ in expected]
 
@@ -302,7 +303,8 @@ def test_a_helper_that_fails_in_its_update_is_undone_and_redone(helper_at_step_2
 
     monkeypatch.setattr(data_parallel._Helper, "reply", failing_update_reply)
     monkeypatch.setattr(data_parallel._Helper, "send", remembering_send)
-    got = train_with_update(2, "adam")
+    with pytest.warns(data_parallel.HelperWarning, match="the helper process stopped"):
+        got = train_with_update(2, "adam")
     assert not got[2]  # given up at step 3
     assert_same_training(expected, got)
 
@@ -318,7 +320,8 @@ def test_a_helper_killed_while_it_updates(helper_at_step_2, monkeypatch):
             helper.process.kill()
 
     monkeypatch.setattr(data_parallel._Helper, "send", send_then_kill)
-    got = train_with_update(2, "rmsprop")
+    with pytest.warns(data_parallel.HelperWarning):
+        got = train_with_update(2, "rmsprop")
     assert not got[2]
     assert_same_training(expected, got)
 

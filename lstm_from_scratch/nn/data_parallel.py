@@ -43,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 
@@ -234,6 +235,11 @@ def _helper_update(model, arrays, optimizer, command):
 
 class HelperError(RuntimeError):
     """The helper process failed, stopped or does not answer."""
+
+
+class HelperWarning(UserWarning):
+    """The helper process was given up: this process goes on alone, to the same numbers, slower.
+    (``lstm-music`` shows it as one "warning: ..." line.)"""
 
 
 class _Helper:
@@ -533,7 +539,9 @@ class DataParallel:
         return self.helper
 
     def _give_up(self, error):
-        """Stop the helper for good; this process computes both halves from now on."""
+        """Stop the helper for good, and say so; this process computes both halves from now on."""
         self.helper_failed = str(error)
+        warnings.warn(HelperWarning(f"training goes on in one process (the same numbers, more slowly): "
+                                    f"{error}"), stacklevel=3)
         self.close(kill=True)
         return None
