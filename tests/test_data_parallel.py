@@ -63,7 +63,8 @@ def test_split_batch_gives_the_first_half_the_extra_sequence():
 
 def test_combine_is_the_weighted_mean():
     first, second = np.array([1.0, 2.0]), np.array([4.0, 8.0])
-    np.testing.assert_allclose(combine(first, second, 0.75), [1.75, 3.5])
+    assert combine(first, second, 0.75) is second
+    np.testing.assert_allclose(second, [1.75, 3.5])
     np.testing.assert_array_equal(combine(np.array([1.0, 3.0]), np.array([4.0, 8.0]), 0.5), [2.5, 5.5])
 
 

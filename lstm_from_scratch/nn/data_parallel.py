@@ -65,14 +65,18 @@ def split_batch(ids, targets):
 
 
 def combine(first, second, weight):
-    """weight * first + (1 - weight) * second, written into ``first`` (an array) and returned: the
-    gradient of the whole batch from its halves'. In-place passes, always in this order; for an even
-    batch (weight 1/2) the first, a multiplication by exactly 1, is skipped: it changes nothing."""
+    """weight * first + (1 - weight) * second, written into ``second`` (an array; ``first`` is used
+    as work space) and returned: the gradient of the whole batch from its halves'. In-place passes,
+    always in this order; for an even batch (weight 1/2) the first, a multiplication by exactly 1,
+    is skipped: it changes nothing.
+
+    With the helper, ``second`` is its gradient in the shared memory: the average lands where the
+    helper reads its part of it for ``DataParallel.update``, with no copy."""
     if weight != 0.5:
         first *= weight / (1 - weight)
     first += second
-    first *= 1 - weight
-    return first
+    np.multiply(first, 1 - weight, out=second)
+    return second
 
 
 def first_part(size):
@@ -371,8 +375,9 @@ class DataParallel:
     def loss(self, ids, targets, training=True):
         """ids (T, B) integers; targets (T, B) or (B,) as for ``model.loss``. Returns (loss, grads),
         the loss a float and grads ``model.grads``, the weighted means of the two halves'. Leaves
-        ``model.final_state`` as ``model.forward`` does (both halves, in batch order); the layers'
-        own caches (``x``, ``hs``, ``gates``, ...) hold the last half this process computed."""
+        ``model.final_state`` as ``model.forward`` does (both halves, in batch order). The layers'
+        own caches (``x``, ``hs``, ``gates``, ...) hold the last half this process computed, and
+        their ``grads`` are work space: read the gradient from ``model.grads``."""
         model = self.model
         ids, targets = np.asarray(ids), np.asarray(targets)
         self._helper_did_last_step = False
@@ -446,9 +451,11 @@ class DataParallel:
             return
         try:
             self._adopt(helper.arrays)  # in case the optimizer's buffers were replaced since the step
-            for name, grad in model.grads.items():  # the helper's part of the averaged gradient
-                part = second_part(grad.size)
-                helper.arrays[f"grad/{name}"].reshape(-1)[part] = grad.reshape(-1)[part]
+            for name, grad in model.grads.items():
+                shared = helper.arrays[f"grad/{name}"]
+                if grad is not shared:  # combine put it there; unless someone replaced it since
+                    part = second_part(grad.size)
+                    shared.reshape(-1)[part] = grad.reshape(-1)[part]
             helper.send({"op": "update", "optimizer": optimizer.hyperparameters(),
                          "step": optimizer.step_count, "id": self._step_id})
         except HelperError as error:  # it stopped before it could change anything
