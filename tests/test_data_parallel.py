@@ -3,6 +3,7 @@
 The promise under test: the helper changes where the second half is computed, never the numbers.
 """
 import os
+import time
 
 import numpy as np
 import pytest
@@ -217,6 +218,26 @@ def test_a_helper_that_cannot_start_leaves_the_numbers_alone(executable, helper_
     monkeypatch.setattr(data_parallel.sys, "executable", executable)
     with pytest.warns(data_parallel.HelperWarning, match="goes on in one process"):
         got, used_helper = train_steps(config, 2, 4, steps=2)
+    assert not used_helper
+    assert [loss for loss, _, _ in got] == [loss for loss, _, _ in expected]
+
+
+def test_a_helper_that_never_answers_is_given_up(helper_at_once, monkeypatch, tmp_path):
+    """A helper that hangs (here: a program that ignores its commands and sleeps) is given up after
+    REPLY_SECONDS; this process computes both halves, with the same numbers."""
+    if os.name != "posix":
+        pytest.skip("needs a shell script")
+    silent = tmp_path / "silent"
+    silent.write_text("#!/bin/sh\nexec sleep 60\n")
+    silent.chmod(0o755)
+    config = CONFIGS["lstm+dropout, sequence"]
+    expected, _ = train_steps(config, 1, 4, steps=2)
+    monkeypatch.setattr(data_parallel.sys, "executable", str(silent))
+    monkeypatch.setattr(data_parallel, "REPLY_SECONDS", 0.3)
+    started = time.monotonic()
+    with pytest.warns(data_parallel.HelperWarning, match="did not answer within 0.3 s"):
+        got, used_helper = train_steps(config, 2, 4, steps=2)
+    assert time.monotonic() - started < 10
     assert not used_helper
     assert [loss for loss, _, _ in got] == [loss for loss, _, _ in expected]
 

@@ -53,6 +53,11 @@ from .optim import clip_grad_norm, make_optimizer
 
 MIN_STEP_SECONDS = 0.003  # steps faster than this do not pay for the helper's start and round trips
 REPLY_SECONDS = 120.0  # a helper silent for this long is given up on
+# A process that waits for the other (main for a reply, the helper for a command) polls for this long
+# before it blocks. The waits are short, and a process that blocks, on our virtual machine, wakes up
+# only some tens of microseconds after the other has written: four times a step. Polling made the
+# training step at V = 400 about 1-3% faster; it costs at most this much CPU time per wait.
+SPIN_SECONDS = 0.002
 
 
 def split_batch(ids, targets):
@@ -182,7 +187,7 @@ def serve():
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
     fast_background.ENABLED = False  # the other core runs the main process: no worker thread here
     model, arrays, optimizer = None, None, None
-    for line in sys.stdin.buffer:
+    for line in _lines(sys.stdin.fileno()):
         command = json.loads(line)
         try:
             if command["op"] == "model":
@@ -216,6 +221,22 @@ def serve():
             for part, backup in _backed_up(arrays):
                 backup[...] = part
             arrays["backup_step"][0] = command["id"]
+
+
+def _lines(fd):
+    """The lines read from ``fd``, until its end; polls for SPIN_SECONDS before it blocks."""
+    pending = b""
+    while True:
+        while b"\n" not in pending:
+            spin_until = time.monotonic() + SPIN_SECONDS
+            while not select.select([fd], [], [], 0)[0] and time.monotonic() < spin_until:
+                pass
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return
+            pending += chunk
+        line, pending = pending.split(b"\n", 1)
+        yield line
 
 
 def _helper_update(model, arrays, optimizer, command):
@@ -279,9 +300,14 @@ class _Helper:
     def reply(self):
         """The next reply (a dict); HelperError if it reports an error, stops, or is silent too long."""
         fd = self.process.stdout.fileno()
-        deadline = time.monotonic() + REPLY_SECONDS
+        now = time.monotonic()
+        deadline, spin_until = now + REPLY_SECONDS, now + SPIN_SECONDS
         while b"\n" not in self.pending:
-            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            now = time.monotonic()
+            spinning = now < spin_until  # poll at first, then block (see SPIN_SECONDS)
+            ready, _, _ = select.select([fd], [], [], 0.0 if spinning else max(0.0, deadline - now))
+            if not ready and spinning:
+                continue
             if not ready:
                 raise HelperError(f"the helper process did not answer within {REPLY_SECONDS:g} s")
             chunk = os.read(fd, 65536)
