@@ -331,17 +331,23 @@ def test_a_helper_that_fails_in_its_update_is_undone_and_redone(helper_at_step_2
     assert_same_training(expected, got)
 
 
-def test_a_helper_killed_while_it_updates(helper_at_step_2, monkeypatch):
-    """Killed right after the update command: before, during or after its update. Same numbers."""
+@pytest.mark.parametrize("when", ["before the command", "after the command"])
+def test_a_helper_killed_while_it_updates(when, helper_at_step_2, monkeypatch):
+    """Killed before the update command reaches it (this process does the whole update), or right
+    after (before, during or after its part). The same numbers either way."""
     expected = train_with_update(1, "rmsprop")
     real_send = data_parallel._Helper.send
 
-    def send_then_kill(helper, command):
+    def send_and_kill(helper, command):
+        doomed = command["op"] == "update" and command["step"] == 2
+        if doomed and when == "before the command":
+            helper.process.kill()
+            helper.process.wait()
         real_send(helper, command)
-        if command["op"] == "update" and command["step"] == 2:
+        if doomed and when == "after the command":
             helper.process.kill()
 
-    monkeypatch.setattr(data_parallel._Helper, "send", send_then_kill)
+    monkeypatch.setattr(data_parallel._Helper, "send", send_and_kill)
     with pytest.warns(data_parallel.HelperWarning):
         got = train_with_update(2, "rmsprop")
     assert not got[2]

@@ -9,9 +9,13 @@ losses, and its gradient the same weighted mean of the halves' gradients::
 
 That is how several GPUs train one model: each takes a slice of the batch, and the gradients are
 averaged before the one update. Here the main process computes the first half with its own model
-while a **helper process** computes the second half with a copy of the model, and the optimizer then
-makes its one step in the main process. ``DataParallel(model).loss(ids, targets)`` returns what
-``model.loss`` returns.
+while a **helper process** computes the second half with a copy of the model.
+``DataParallel(model, 2, optimizer)`` has two methods:
+
+- ``loss(ids, targets)`` returns what ``model.loss`` returns, computed as the two halves;
+- ``update(clip)`` does what ``clip_grad_norm`` and ``optimizer.step`` do, and its work is shared
+  too: an optimizer changes each number from that number's own gradient and buffers alone, so the
+  main process updates the first half of every weight array while the helper updates the second.
 
 **Why a process, not a thread.** The critical path of a step is the LSTM's loop over time: a dozen
 small NumPy calls per step, each a few microseconds. Two threads of one process must take turns
@@ -26,14 +30,23 @@ second half itself, after the first, and the result is the same, bit for bit. Dr
 second half come from a generator seeded by one draw from ``model.rng``, in both cases.
 
 **How the two processes talk.** The helper is a fresh interpreter started with ``subprocess``
-(``python -c "...; serve()"``). The arrays they share (parameters, the second half's ids and
-targets, its gradients and final states) live in one block of memory that both map: a file in
-``/dev/shm`` (memory, not disk; elsewhere the temporary folder), removed as soon as both have mapped
-it. Commands and replies are
-one line of JSON each, through the helper's stdin and stdout: never pickle.
+(``python -c "...; serve()"``). The arrays they share live in one block of memory that both map: a
+file in ``/dev/shm`` (memory, not disk; elsewhere the temporary folder), removed as soon as both
+have mapped it. Commands and replies are one line of JSON each, through the helper's stdin and
+stdout: never pickle. The shared block holds:
+
+- the weights and the optimizer's buffers. While the helper runs, the model and the optimizer of
+  *both* processes compute with these shared arrays themselves (``Model.use_param_arrays``), so
+  nothing is copied at each step; ``close()`` copies them back into the model's and optimizer's own
+  arrays;
+- the second half's ids and targets, its gradients (where ``combine`` then writes the average) and
+  final states;
+- the helper's backup of its part of the weights and buffers, made before each update: if the
+  helper dies halfway through its part, the main process puts the backup back and does that part
+  itself, to the same numbers. A helper given up on is said once, as a ``HelperWarning``.
 
 The helper starts only once a step takes at least ``MIN_STEP_SECONDS``, since starting it costs
-about half a second and each step pays a short round trip.
+about half a second and each step pays two short round trips.
 """
 import json
 import mmap
@@ -456,10 +469,9 @@ class DataParallel:
 
     def update(self, clip=0.0):
         """``clip_grad_norm(model.grads, clip)`` (unless ``clip`` is 0 or None), then the optimizer's
-        step on ``model.params``: the
-        same numbers as ``optimizer.step(model.params, model.grads)``. When the helper computed the
-        last ``loss``, it updates the second half of every array's numbers (``second_part``) while
-        this process updates the first (``Optimizer.update``'s ``part``).
+        step on ``model.params``: the same numbers as ``optimizer.step(model.params, model.grads)``.
+        When the helper computed the last ``loss``, it updates the second half of every array's
+        numbers (``second_part``) while this process updates the first (``Optimizer.update``).
 
         If the helper fails during its part, this process puts back the helper's backup of what it
         had changed (it made one after the step; see ``serve``) and does that part itself.
@@ -475,6 +487,7 @@ class DataParallel:
         if helper is None:
             optimizer.update(model.params, model.grads)
             return
+        sent = False
         try:
             self._adopt(helper.arrays)  # in case the optimizer's buffers were replaced since the step
             for name, grad in model.grads.items():
@@ -484,19 +497,18 @@ class DataParallel:
                     shared.reshape(-1)[part] = grad.reshape(-1)[part]
             helper.send({"op": "update", "optimizer": optimizer.hyperparameters(),
                          "step": optimizer.step_count, "id": self._step_id})
-        except HelperError as error:  # it stopped before it could change anything
-            self._give_up(error)
-            optimizer.update(model.params, model.grads)
-            return
-        try:
+            sent = True
             optimizer.update(model.params, model.grads, part=first_part)
             helper.reply()
         except HelperError as error:
-            self._undo_helper_update()
+            if sent:  # it may have changed some of its part: put the backup back
+                self._undo_helper_update()
             self._give_up(error)
-            optimizer.update(model.params, model.grads, part=second_part)
+            optimizer.update(model.params, model.grads, part=second_part if sent else None)
         except BaseException:
-            self.close(kill=True)  # a Ctrl-C mid-update: as in one process, the step is half done
+            # Ctrl-C mid-update: as in one process, the step is half done. Stop the helper, so
+            # that its reply cannot be read as the next step's.
+            self.close(kill=True)
             raise
 
     def _undo_helper_update(self):
