@@ -388,7 +388,9 @@ def load_pieces(data, settings):
     if data == "builtin":
         from .music.corpus import builtin_sequences
         sequences = builtin_sequences(settings)
-        say(f"loaded the built-in corpus: {len(sequences)} pieces")
+        # "builtin" always means the corpus inside the package; say so when a folder here has the name.
+        here = " (not the folder builtin here: write ./builtin for that)" if Path(data).exists() else ""
+        say(f"loaded the built-in corpus: {len(sequences)} pieces{here}")
         return sequences, settings
     if Path(data).suffix.lower() == ".txt" and Path(data).is_file():
         # Chunk text is used as written, so the settings are the ones it was made with (its

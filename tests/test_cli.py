@@ -242,3 +242,14 @@ def test_train_on_chunk_text_keeps_its_settings(tmp_path, midi_folder, capsys):
     assert cli.main(["train", str(text), *TINY, "--epochs", "1", "--out", str(run)]) == 0
     _, meta = load_checkpoint(run / "last.npz")
     assert meta["event_settings"]["raw"] is True and meta["ticks_per_beat"] == 480
+
+
+def test_builtin_means_the_package_corpus_even_beside_a_folder_of_that_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["encode", "builtin", "-o", "a.txt"]) == 0
+    assert "./builtin" not in capsys.readouterr().out
+    (tmp_path / "builtin").mkdir()
+    assert cli.main(["encode", "builtin", "-o", "b.txt"]) == 0
+    out = capsys.readouterr().out
+    assert "loaded the built-in corpus" in out and "write ./builtin for that" in out
+    assert (tmp_path / "a.txt").read_bytes() == (tmp_path / "b.txt").read_bytes()
