@@ -416,7 +416,8 @@ class DataParallel:
         the loss a float and grads ``model.grads``, the weighted means of the two halves'. Leaves
         ``model.final_state`` as ``model.forward`` does (both halves, in batch order). The layers'
         own caches (``x``, ``hs``, ``gates``, ...) hold the last half this process computed, and
-        their ``grads`` are work space: read the gradient from ``model.grads``."""
+        their ``grads`` are work space: read the gradient from ``model.grads``, and copy what you
+        keep, since the next step may write over these very arrays."""
         model = self.model
         ids, targets = np.asarray(ids), np.asarray(targets)
         self._helper_did_last_step = False
