@@ -133,7 +133,8 @@ PROCESSES = 2  # set by --processes
 
 
 def numpy_training(V, H, T, B, rng):
-    """(step, close): one training step as ``lstm-music train`` takes it, and what stops the helper."""
+    """(step, parallel): one training step as ``lstm-music train`` takes it, and the DataParallel
+    to close afterwards (it stops the helper)."""
     model = numpy_model(V, H)
     optimizer = Adam(lr=1e-3)
     ids, targets = rng.integers(0, V, size=(2, T, B))
@@ -146,14 +147,14 @@ def numpy_training(V, H, T, B, rng):
         else:
             _, grads = model.loss(ids, targets)
             optimizer.step(model.params, grads)
-    return step, parallel.close
+    return step, parallel
 
 
 def numpy_peak_mb(V, H, T, B):
     tracemalloc.start()
-    step, close = numpy_training(V, H, T, B, np.random.default_rng(0))
-    step()
-    close()
+    step, parallel = numpy_training(V, H, T, B, np.random.default_rng(0))
+    with parallel:
+        step()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak / 2**20
@@ -222,11 +223,12 @@ def one_run(V, args, seed):
     T, B, H = args.seq_len, args.batch, args.hidden
     rng = np.random.default_rng(seed)
     train = lambda step: T * B / median_step_seconds(step, args.warmup, args.repeats)  # noqa: E731
-    step, close = numpy_training(V, H, T, B, rng)
-    try:
+    step, parallel = numpy_training(V, H, T, B, rng)
+    with parallel:
         figures = {"numpy_train": train(step)}
-    finally:
-        close()
+        if PROCESSES == 2 and parallel.helper is None:  # the figure would not be what it claims
+            why = parallel.helper_failed or "is BLAS on one thread? see data_parallel.one_blas_thread"
+            raise SystemExit(f"error: the helper process did not start ({why})")
     if torch is not None:
         figures["torch_train_onehot"] = train(torch_training(V, H, T, B, None, rng))
         figures["torch_train_embedding"] = train(torch_training(V, H, T, B, 64, rng))
@@ -320,12 +322,14 @@ def main():
     parser.add_argument("--no-worker", action="store_true",
                         help="run our worker thread's jobs on the main thread (fast_background.ENABLED)")
     parser.add_argument("--processes", type=int, choices=[1, 2],
-                        help="train as lstm-music train --processes N (default: 2, or 1 with --threads 1)")
+                        help="train as lstm-music train --processes N (default: 2; 1 with --threads 1 "
+                             "or --blas-threads above 1)")
     parser.add_argument("--no-torch", action="store_true", help="skip torch even when it is installed")
     parser.add_argument("--json", action="store_true", help="one JSON object per vocabulary size")
     args = parser.parse_args()
     global torch, PROCESSES
-    PROCESSES = args.processes or (2 if args.threads >= 2 else 1)
+    # The helper starts only beside a one-thread BLAS (data_parallel.one_blas_thread).
+    PROCESSES = args.processes or (2 if args.threads >= 2 and int(BLAS_THREADS) == 1 else 1)
     fast_background.ENABLED = not args.no_worker and args.threads >= 2  # one thread: no worker either
     if not args.no_torch:
         try:

@@ -72,8 +72,10 @@ class TrainConfig:
     the batch order and the dropout masks. ``transpose`` = N also trains on every training piece
     shifted by -N..+N semitones (data augmentation: a tune is the same tune in another key).
     ``processes`` = 2 computes each batch as two halves, the second in a helper process
-    (``nn/data_parallel.py``); 1 computes the whole batch in this process. Each gives its own
-    numbers (they differ by rounding and by the dropout masks), the same from run to run.
+    (``nn/data_parallel.py``; the helper starts only when NumPy's BLAS runs one thread, as
+    ``lstm-music`` sets it: from Python, set ``OPENBLAS_NUM_THREADS=1`` before NumPy is imported);
+    1 computes the whole batch in this process. Each gives its own numbers (they differ by rounding
+    and by the dropout masks), the same from run to run.
     """
     optimizer: str = "adam"
     lr: float = 0.003

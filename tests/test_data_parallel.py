@@ -28,8 +28,9 @@ CONFIGS = {
 
 @pytest.fixture
 def helper_at_once(monkeypatch):
-    """Start the helper at the first step, however small the model."""
+    """Start the helper at the first step, however small the model, and whatever NumPy's BLAS."""
     monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 0.0)
+    monkeypatch.setattr(data_parallel, "one_blas_thread", lambda: True)
 
 
 def batch(B, output, seed=0):
@@ -283,6 +284,7 @@ def assert_same_training(expected, got):
 def helper_at_step_2(monkeypatch):
     """Start the helper at the second step: the first takes more than no time at all."""
     monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 1e-9)
+    monkeypatch.setattr(data_parallel, "one_blas_thread", lambda: True)
 
 
 @pytest.mark.parametrize("optimizer_name", sorted(OPTIMIZERS))
@@ -360,3 +362,193 @@ def test_update_without_an_optimizer_says_so():
         parallel.loss(*batch(4, "sequence"))
         with pytest.raises(ValueError, match="needs the optimizer"):
             parallel.update(5.0)
+
+
+# The cases below come from a review of the shared update: each one failed before its fix.
+
+def test_the_state_loaded_between_loss_and_update_is_what_a_failed_update_undoes_to(helper_at_step_2, monkeypatch):
+    """optimizer.load_state_dict between loss() and update(), then the helper fails at the very end
+    of that update: the backup it undoes to must hold the loaded buffers, not those of the step."""
+    def run(processes, fail):
+        model, optimizer = Model(CONFIGS["lstm+dropout, sequence"], dtype=np.float64, seed=4), Adam(0.05)
+        real_reply, real_send = data_parallel._Helper.reply, data_parallel._Helper.send
+
+        def remembering_send(helper, command):
+            helper.last_command = command
+            return real_send(helper, command)
+
+        def failing_reply(helper):
+            answer = real_reply(helper)
+            if fail and helper.last_command["op"] == "update" and helper.last_command["backup"]:
+                raise data_parallel.HelperError("the helper process stopped")  # the update after the load
+            return answer
+
+        monkeypatch.setattr(data_parallel._Helper, "send", remembering_send)
+        monkeypatch.setattr(data_parallel._Helper, "reply", failing_reply)
+        with DataParallel(model, processes, optimizer) as parallel:
+            for step in range(5):
+                parallel.loss(*batch(4, "sequence", seed=step))
+                if step == 1:
+                    saved = optimizer.state_dict()
+                if step == 3:
+                    optimizer.load_state_dict(saved)
+                parallel.update(0.5)
+        return {name: array.copy() for name, array in model.params.items()}, optimizer.state_dict()
+
+    expected = run(1, False)
+    assert_same_training(expected, run(2, False))
+    with pytest.warns(data_parallel.HelperWarning):
+        assert_same_training(expected, run(2, True))
+
+
+def test_close_after_loading_a_fresh_optimizer_state(helper_at_once):
+    """A fresh optimizer's state has no buffers: close() must still stop the helper and give the
+    model its own arrays back."""
+    model, optimizer = Model(CONFIGS["lstm+dropout, sequence"], dtype=np.float64, seed=4), Adam(0.05)
+    own = dict(model.params)
+    parallel = DataParallel(model, 2, optimizer)
+    for step in range(2):
+        parallel.loss(*batch(4, "sequence", seed=step))
+        parallel.update(0.5)
+    process = parallel.helper.process
+    optimizer.load_state_dict(Adam(0.05).state_dict())
+    parallel.close()
+    assert parallel.helper is None and process.poll() is not None
+    assert all(model.params[name] is own[name] for name in own)
+    assert not any(optimizer.buffers[kind] for kind in optimizer.buffer_names)
+
+
+def test_ctrl_c_just_after_the_step_command(helper_at_once, monkeypatch):
+    """A KeyboardInterrupt right after the step command was written, caught by the caller (as in a
+    notebook): the helper's reply to it must not be read as the next step's. (No dropout here: the
+    interrupted step has drawn its dropout seed, so its retry would draw other masks.)"""
+    config = {"vocab_size": V, "layers": [{"type": "lstm", "hidden_size": 7}]}
+
+    def run(processes, interrupt):
+        model, optimizer = Model(config, dtype=np.float64, seed=4), Adam(0.05)
+        real_send = data_parallel._Helper.send
+        armed = [interrupt]
+
+        def send_then_interrupt(helper, command):
+            real_send(helper, command)
+            if armed[0] and command["op"] == "step" and command["id"] == 2:
+                armed[0] = False
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(data_parallel._Helper, "send", send_then_interrupt)
+        losses = []
+        with DataParallel(model, processes, optimizer) as parallel:
+            for step in range(4):
+                try:
+                    loss, _ = parallel.loss(*batch(4, "sequence", seed=step))
+                except KeyboardInterrupt:
+                    loss, _ = parallel.loss(*batch(4, "sequence", seed=step))
+                losses.append(loss)
+                parallel.update(0.5)
+        return losses, ({name: array.copy() for name, array in model.params.items()}, optimizer.state_dict())
+
+    expected, got = run(1, False), run(2, True)
+    assert got[0] == expected[0]
+    assert_same_training(expected[1], got[1])
+
+
+def test_a_numpy_learning_rate_and_an_optimizer_of_ones_own(helper_at_once):
+    """A float32 lr (from a schedule, say) goes to the helper as a plain number; a subclass that
+    keeps its parent's name is updated whole in this process, since the helper would rebuild the
+    parent class."""
+    class Halved(SGD):  # not SGD's update: the helper must not stand in for it
+        def _update(self, param, grad, velocity=None):
+            super()._update(param, grad / 2, velocity)
+
+    for make in (lambda: Adam(np.float32(0.05)), lambda: Halved(0.3, momentum=0.9)):
+        results = []
+        for processes in (1, 2):
+            model, optimizer = Model(CONFIGS["lstm+dropout, sequence"], dtype=np.float64, seed=4), make()
+            with DataParallel(model, processes, optimizer) as parallel:
+                for step in range(3):
+                    parallel.loss(*batch(4, "sequence", seed=step))
+                    parallel.update(0.5)
+                assert (parallel.helper is not None) == (processes == 2)
+            results.append(({name: array.copy() for name, array in model.params.items()},
+                             optimizer.state_dict()))
+        assert_same_training(*results)
+
+
+def test_no_room_for_the_shared_memory(helper_at_once, monkeypatch):
+    """/dev/shm full: the temporary folder instead. No room anywhere: one process, said once. The
+    room is claimed up front: a too-full /dev/shm would otherwise kill the process (SIGBUS)."""
+    if not hasattr(os, "posix_fallocate"):
+        pytest.skip("no posix_fallocate here")
+    config = CONFIGS["lstm+dropout, sequence"]
+    expected, _ = train_steps(config, 1, 4, steps=2)
+    real = os.posix_fallocate
+    folders = []
+
+    def full_shm(fd, offset, size):
+        folders.append(os.path.dirname(os.readlink(f"/proc/self/fd/{fd}")))
+        if folders[-1] == "/dev/shm":
+            raise OSError(28, "No space left on device")
+        return real(fd, offset, size)
+
+    monkeypatch.setattr(data_parallel.os, "posix_fallocate", full_shm)
+    got, used_helper = train_steps(config, 2, 4, steps=2)
+    assert used_helper and folders[-1] != "/dev/shm"
+    assert [loss for loss, _, _ in got] == [loss for loss, _, _ in expected]
+
+    def no_room(fd, offset, size):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(data_parallel.os, "posix_fallocate", no_room)
+    with pytest.warns(data_parallel.HelperWarning, match="No space left"):
+        got, used_helper = train_steps(config, 2, 4, steps=2)
+    assert not used_helper
+    assert [loss for loss, _, _ in got] == [loss for loss, _, _ in expected]
+
+
+def test_a_helper_given_up_is_stopped_even_when_warnings_are_errors(helper_at_once, monkeypatch):
+    config = CONFIGS["lstm+dropout, sequence"]
+    model = Model(config, dtype=np.float64, seed=4)
+    parallel = DataParallel(model, 2, Adam(0.05))
+    parallel.loss(*batch(4, "sequence"))
+    process = parallel.helper.process
+    process.kill()
+    process.wait()
+    with pytest.raises(data_parallel.HelperWarning):  # the project's pytest settings make it an error
+        parallel.update(0.5)
+    assert parallel.helper is None and parallel.helper_failed
+    parallel.close()
+
+
+def test_no_helper_beside_a_blas_that_uses_every_core(monkeypatch):
+    """It would fight BLAS's threads for the cores: this process computes both halves instead."""
+    monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 0.0)
+    monkeypatch.setattr(data_parallel, "one_blas_thread", lambda: False)
+    config = CONFIGS["lstm+dropout, sequence"]
+    expected, _ = train_steps(config, 1, 4, steps=2)
+    got, used_helper = train_steps(config, 2, 4, steps=2)
+    assert not used_helper
+    assert [loss for loss, _, _ in got] == [loss for loss, _, _ in expected]
+
+
+@pytest.mark.parametrize("variables, expected", [
+    ({"OPENBLAS_NUM_THREADS": "1"}, True),
+    ({"OMP_NUM_THREADS": "1"}, True),
+    ({"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "1"}, False),  # OpenBLAS reads its own first
+    ({}, False),  # unset: BLAS takes every core
+])
+def test_one_blas_thread_from_the_variables(variables, expected, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_threadpoolctl(name, *args, **kwargs):
+        if name == "threadpoolctl":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_threadpoolctl)
+    for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert data_parallel.one_blas_thread() is expected

@@ -110,6 +110,7 @@ def test_resume_after_an_epoch_is_bit_identical(tmp_path, dataset):
 def test_ctrl_c_mid_epoch_saves_a_point_that_resumes_exactly(helper, tmp_path, dataset, monkeypatch):
     if helper:  # the second half of every batch in a helper process, from the first batch on
         monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 0.0)
+        monkeypatch.setattr(data_parallel, "one_blas_thread", lambda: True)
     straight = train(dataset, MODEL, config(epochs=2), tmp_path / "a", progress=False)
 
     calls = []
@@ -181,6 +182,7 @@ def test_a_helper_process_changes_the_speed_not_the_weights(tmp_path, dataset, m
     alone = train(dataset, MODEL, config(epochs=2), tmp_path / "alone", progress=False)
     assert not started
     monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 0.0)
+    monkeypatch.setattr(data_parallel, "one_blas_thread", lambda: True)  # whatever NumPy's BLAS here
     helped = train(dataset, MODEL, config(epochs=2), tmp_path / "helped", progress=False)
     assert started == [1]
     assert_same_params(alone.model.params, helped.model.params)

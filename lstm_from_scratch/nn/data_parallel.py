@@ -46,7 +46,9 @@ stdout: never pickle. The shared block holds:
   itself, to the same numbers. A helper given up on is said once, as a ``HelperWarning``.
 
 The helper starts only once a step takes at least ``MIN_STEP_SECONDS``, since starting it costs
-about half a second and each step pays two short round trips.
+about half a second and each step pays two short round trips; and only when NumPy's BLAS runs one
+thread (``one_blas_thread``), as ``lstm-music`` sets it: a BLAS spreading its products over every
+core would fight the helper for them.
 """
 import json
 import mmap
@@ -62,7 +64,7 @@ import numpy as np
 
 from . import fast_background
 from .layers import Dropout
-from .optim import clip_grad_norm, make_optimizer
+from .optim import OPTIMIZERS, clip_grad_norm, make_optimizer
 
 MIN_STEP_SECONDS = 0.003  # steps faster than this do not pay for the helper's start and round trips
 REPLY_SECONDS = 120.0  # a helper silent for this long is given up on
@@ -200,7 +202,7 @@ def serve():
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
     fast_background.ENABLED = False  # the other core runs the main process: no worker thread here
     model, arrays, optimizer = None, None, None
-    for line in _lines(sys.stdin.fileno()):
+    for count, line in enumerate(_lines(sys.stdin.fileno()), start=1):
         command = json.loads(line)
         try:
             if command["op"] == "model":
@@ -226,14 +228,33 @@ def serve():
                 reply = {"ok": True}
         except Exception as error:  # noqa: BLE001 -- reported, and the main process stops using us
             reply = {"error": f"{type(error).__name__}: {error}"}
+        reply["n"] = count  # which command this answers: the main process checks it
         sys.stdout.buffer.write(json.dumps(reply).encode() + b"\n")
         sys.stdout.buffer.flush()
         if command["op"] == "step" and "loss" in reply and command["backup"]:
             # While the main process averages the gradients: a copy of what the update will change,
             # so that the main process can undo a half-done update if this process dies in it.
-            for part, backup in _backed_up(arrays):
-                backup[...] = part
-            arrays["backup_step"][0] = command["id"]
+            _back_up(arrays, command["id"])
+
+
+def _back_up(arrays, step_id):
+    """Copy the helper's part of every shared weight and buffer into its backup, then mark the
+    backups as those of step ``step_id`` (after the copy: a half-made backup is never marked)."""
+    for part, backup in _backed_up(arrays):
+        backup[...] = part
+    arrays["backup_step"][0] = step_id
+
+
+def _wait_a_little(fd):
+    """Poll ``fd`` for up to SPIN_SECONDS, giving the CPU away at each turn (in case the other
+    process shares it); True once it has something to read."""
+    spin_until = time.monotonic() + SPIN_SECONDS
+    while not select.select([fd], [], [], 0)[0]:
+        if time.monotonic() >= spin_until:
+            return False
+        if hasattr(os, "sched_yield"):
+            os.sched_yield()
+    return True
 
 
 def _lines(fd):
@@ -241,10 +262,8 @@ def _lines(fd):
     pending = b""
     while True:
         while b"\n" not in pending:
-            spin_until = time.monotonic() + SPIN_SECONDS
-            while not select.select([fd], [], [], 0)[0] and time.monotonic() < spin_until:
-                pass
-            chunk = os.read(fd, 65536)
+            _wait_a_little(fd)
+            chunk = os.read(fd, 65536)  # blocks if there is still nothing
             if not chunk:
                 return
             pending += chunk
@@ -256,6 +275,8 @@ def _helper_update(model, arrays, optimizer, command):
     """The helper's part of an update (``DataParallel.update``): the optimizer described by
     ``command["optimizer"]`` (its ``hyperparameters()``) at step ``command["step"]``, on the second
     part of every shared weight, from the shared gradients. Returns the optimizer, kept for next time."""
+    if command["backup"]:  # something changed the weights or buffers since the step's backup
+        _back_up(arrays, command["id"])
     if int(arrays["backup_step"][0]) != command["id"]:
         raise RuntimeError(f"no backup for update {command['id']}")  # refuse: it could not be undone
     settings = dict(command["optimizer"])
@@ -269,6 +290,37 @@ def _helper_update(model, arrays, optimizer, command):
     grads = {name: arrays[f"grad/{name}"] for name in model.params}
     optimizer.update(model.params, grads, part=second_part)
     return optimizer
+
+
+def _shared_file(size):
+    """(fd, path): a new file of ``size`` bytes for both processes to map: in ``/dev/shm`` (memory),
+    or else, or if that is too full, in the temporary folder. OSError if neither has room.
+
+    The room is claimed at once (``posix_fallocate``): a file in ``/dev/shm`` only *looks* that big
+    after ``ftruncate``, and writing to a page the memory then has no room for kills the process
+    (SIGBUS) instead of raising an error.
+    """
+    folders = ["/dev/shm", None] if os.path.isdir("/dev/shm") else [None]
+    for folder in folders:
+        fd, path = tempfile.mkstemp(prefix="lstm-music-", dir=folder)
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, size)
+            else:
+                os.ftruncate(fd, size)
+            return fd, path
+        except OSError:
+            os.close(fd)
+            os.unlink(path)
+            if folder is folders[-1]:
+                raise
+
+
+def _plain(value):
+    """For json.dumps: a NumPy number (a float32 learning rate, say) as the Python number."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class HelperError(RuntimeError):
@@ -297,30 +349,28 @@ class _Helper:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
             start_new_session=True)
         self.pending = b""
+        self.sent = 0  # commands sent; each reply says which one it answers
         self.layout, self.arrays, self.memory = None, None, None
         try:
             self.ask({"op": "model", "config": model.config, "dtype": model.dtype.name})
-        except HelperError:
+        except BaseException:
             self.close(kill=True)
             raise
 
     def send(self, command):
         try:
-            os.write(self.process.stdin.fileno(), json.dumps(command).encode() + b"\n")
+            os.write(self.process.stdin.fileno(), json.dumps(command, default=_plain).encode() + b"\n")
         except OSError as error:
             raise HelperError(f"the helper process is gone ({error})") from None
+        self.sent += 1
 
     def reply(self):
         """The next reply (a dict); HelperError if it reports an error, stops, or is silent too long."""
         fd = self.process.stdout.fileno()
-        now = time.monotonic()
-        deadline, spin_until = now + REPLY_SECONDS, now + SPIN_SECONDS
+        deadline = time.monotonic() + REPLY_SECONDS
         while b"\n" not in self.pending:
-            now = time.monotonic()
-            spinning = now < spin_until  # poll at first, then block (see SPIN_SECONDS)
-            ready, _, _ = select.select([fd], [], [], 0.0 if spinning else max(0.0, deadline - now))
-            if not ready and spinning:
-                continue
+            # Poll at first, then block (see SPIN_SECONDS).
+            ready = _wait_a_little(fd) or select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]
             if not ready:
                 raise HelperError(f"the helper process did not answer within {REPLY_SECONDS:g} s")
             chunk = os.read(fd, 65536)
@@ -329,6 +379,8 @@ class _Helper:
             self.pending += chunk
         line, self.pending = self.pending.split(b"\n", 1)
         answer = json.loads(line)
+        if answer.get("n") != self.sent:  # a reply left over from an interrupted exchange
+            raise HelperError(f"the helper process is out of step (reply {answer.get('n')} to command {self.sent})")
         if "error" in answer:
             raise HelperError(f"the helper process failed: {answer['error']}")
         return answer
@@ -341,10 +393,8 @@ class _Helper:
         """The shared arrays for ``layout``: the same as last step, or new ones that both map."""
         if layout != self.layout:
             size = max(64, _size(layout))
-            folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
-            fd, path = tempfile.mkstemp(prefix="lstm-music-", dir=folder)
+            fd, path = _shared_file(size)
             try:
-                os.ftruncate(fd, size)
                 memory = mmap.mmap(fd, size)
                 self.arrays, self.memory = None, None  # let go of the old block before the new one
                 self.ask({"op": "arrays", "path": path, "layout": layout})
@@ -354,12 +404,17 @@ class _Helper:
             self.layout, self.memory, self.arrays = layout, memory, _views(memory, layout)
         return self.arrays
 
+    def kill(self):
+        """Kill the helper and wait until it is gone: it writes nothing more to the shared arrays."""
+        self.process.kill()
+        self.process.wait()
+
     def close(self, kill=False):
         """Stop the helper: let it read the end of its input and exit, or, with ``kill`` (it may be
         busy, hung or already gone), kill it."""
         try:
             if kill:
-                self.process.kill()
+                self.kill()
             self.process.stdin.close()
             self.process.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
@@ -394,6 +449,7 @@ class DataParallel:
         self._own_arrays = {}  # ("param" or buffer kind, name) -> the array the shared one replaced
         self._step_id = 0  # counts the steps the helper was asked for
         self._layouts = {}  # (second half's ids shape, targets shape) -> its _layout
+        self._blas_alone = None  # one_blas_thread(), asked once
         self._helper_did_last_step = False  # then update() can share the work with it
 
     def __enter__(self):
@@ -405,11 +461,15 @@ class DataParallel:
     def close(self, kill=False):
         """Copy the weights and buffers out of the shared memory and stop the helper, if there is
         one (see ``_Helper.close``); a later step may start another."""
-        self._release()
+        helper, self.helper = self.helper, None
         self._helper_did_last_step = False
-        if self.helper is not None:
-            self.helper.close(kill)
-            self.helper = None
+        try:
+            if helper is not None and kill:
+                helper.kill()  # first: it must not write to the shared arrays while we copy them
+            self._release()
+        finally:
+            if helper is not None:
+                helper.close()
 
     def loss(self, ids, targets, training=True):
         """ids (T, B) integers; targets (T, B) or (B,) as for ``model.loss``. Returns (loss, grads),
@@ -437,6 +497,9 @@ class DataParallel:
                              "backup": self.optimizer is not None})
             except (HelperError, OSError) as error:  # OSError: no room for the shared memory
                 helper = self._give_up(error)
+            except BaseException:  # Ctrl-C: a reply may be under way; stop the helper (see below)
+                self.close(kill=True)
+                raise
         enabled = fast_background.ENABLED
         if helper is not None:
             fast_background.ENABLED = False  # the helper has the other core
@@ -476,6 +539,10 @@ class DataParallel:
 
         If the helper fails during its part, this process puts back the helper's backup of what it
         had changed (it made one after the step; see ``serve``) and does that part itself.
+
+        Change the weights between ``update`` and the next ``loss``, not between ``loss`` and
+        ``update``: the gradient belongs to the weights ``loss`` saw. (If you do, the numbers are
+        still right; the helper just makes its backup again.)
         """
         model, optimizer = self.model, self.optimizer
         if optimizer is None:
@@ -483,25 +550,30 @@ class DataParallel:
         if clip is not None and clip > 0:
             clip_grad_norm(model.grads, clip)
         optimizer.step_count += 1  # what optimizer.step does before its update
+        optimizer.lr = float(optimizer.lr)  # what optimizer.update does first; the helper gets the same
         helper = self.helper if self._helper_did_last_step else None
         self._helper_did_last_step = False
-        if helper is None:
+        # The helper rebuilds the optimizer from its name and settings: a class of one's own stays here.
+        if helper is None or type(optimizer) is not OPTIMIZERS.get(optimizer.name):
             optimizer.update(model.params, model.grads)
             return
         sent = False
         try:
-            self._adopt(helper.arrays)  # in case the optimizer's buffers were replaced since the step
+            # Something may have replaced the optimizer's buffers (load_state_dict) since the step:
+            # then they are copied in, and the helper's backup must be made again.
+            changed = self._adopt(helper.arrays)
             for name, grad in model.grads.items():
                 shared = helper.arrays[f"grad/{name}"]
                 if grad is not shared:  # combine put it there; unless someone replaced it since
                     part = second_part(grad.size)
                     shared.reshape(-1)[part] = grad.reshape(-1)[part]
             helper.send({"op": "update", "optimizer": optimizer.hyperparameters(),
-                         "step": optimizer.step_count, "id": self._step_id})
+                         "step": optimizer.step_count, "id": self._step_id, "backup": changed})
             sent = True
             optimizer.update(model.params, model.grads, part=first_part)
             helper.reply()
         except HelperError as error:
+            helper.kill()  # first: a slow helper must not go on writing after the undo
             if sent:  # it may have changed some of its part: put the backup back
                 self._undo_helper_update()
             self._give_up(error)
@@ -538,56 +610,95 @@ class DataParallel:
 
     def _adopt(self, arrays):
         """Copy the weights and the optimizer's buffers into the shared ``arrays``, then make the
-        model and the optimizer use the shared arrays themselves. Cheap when they already do."""
+        model and the optimizer use the shared arrays themselves. Cheap when they already do.
+        Returns True if it copied anything. ``_own_arrays`` keeps the arrays first replaced."""
         model, replaced = self.model, {}
         for name, value in model.params.items():
             shared = arrays[f"param/{name}"]
             if value is not shared:
                 shared[...] = value
-                self._own_arrays[("param", name)] = value
+                self._own_arrays.setdefault(("param", name), value)
                 replaced[name] = shared
         model.use_param_arrays(replaced)
+        changed = bool(replaced)
         for kind in self._buffer_names():
             buffers = self.optimizer.buffers.setdefault(kind, {})
             for name in model.params:
                 shared, value = arrays[f"optimizer/{kind}/{name}"], buffers.get(name)
                 if value is not shared:
                     shared[...] = 0 if value is None else value  # buffers start at 0
-                    self._own_arrays[(kind, name)] = value
+                    self._own_arrays.setdefault((kind, name), value)
                     buffers[name] = shared
+                    changed = True
+        return changed
 
     def _release(self):
         """Undo ``_adopt``: copy the shared weights and buffers back into the arrays they replaced
         (a new one for a buffer that had none), and use those again."""
         restored = {}
-        for (kind, name), own in self._own_arrays.items():
+        own_arrays, self._own_arrays = self._own_arrays, {}
+        for (kind, name), own in own_arrays.items():
             if kind == "param":
                 own[...] = self.model.params[name]
                 restored[name] = own
+                continue
+            buffers = self.optimizer.buffers.setdefault(kind, {})
+            current = buffers.get(name)
+            if current is None:  # a loaded optimizer state without this buffer: it stays without
+                continue
+            if own is None or own.shape != current.shape:
+                buffers[name] = np.array(current)  # a copy of its own
             else:
-                buffers = self.optimizer.buffers[kind]
-                if own is None:
-                    buffers[name] = buffers[name].copy()
-                else:
-                    own[...] = buffers[name]
-                    buffers[name] = own
+                own[...] = current
+                buffers[name] = own
         self.model.use_param_arrays(restored)
-        self._own_arrays = {}
 
     def _helper_for_step(self):
         """The helper, started once a step (computed here) took at least MIN_STEP_SECONDS."""
         if self.helper is None and self.processes == 2 and self.helper_failed is None and os.name != "nt":
-            if self._last_step_seconds >= MIN_STEP_SECONDS and (os.cpu_count() or 1) >= 2:
+            if self._last_step_seconds >= MIN_STEP_SECONDS and _usable_cpus() >= 2 and self._one_blas_thread():
                 try:
                     self.helper = _Helper(self.model)
                 except (OSError, HelperError) as error:
                     self._give_up(error)
         return self.helper
 
+    def _one_blas_thread(self):
+        if self._blas_alone is None:
+            self._blas_alone = one_blas_thread()
+        return self._blas_alone
+
     def _give_up(self, error):
         """Stop the helper for good, and say so; this process computes both halves from now on."""
         self.helper_failed = str(error)
+        self.close(kill=True)  # before the warning, which may be turned into an error
         warnings.warn(HelperWarning(f"training goes on in one process (the same numbers, more slowly): "
                                     f"{error}"), stacklevel=3)
-        self.close(kill=True)
         return None
+
+
+def one_blas_thread():
+    """True when NumPy's BLAS computes on one thread in this process: only then does the helper pay.
+
+    A BLAS that spreads each product over every core fights the helper for them: at the benchmark's
+    size (V = 400) a step took 29 ms with the helper against 22 ms without. ``lstm-music`` runs BLAS
+    on one thread; from Python, set ``OPENBLAS_NUM_THREADS=1`` (and ``OMP_NUM_THREADS=1``) before
+    NumPy is imported. Asks ``threadpoolctl`` when it is installed; else reads those variables.
+    """
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        for name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
+            value = os.environ.get(name, "").strip()
+            if value:
+                return value == "1"
+        return False
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    return bool(counts) and max(counts) == 1
+
+
+def _usable_cpus():
+    """How many CPUs this process may run on (its affinity, where the system says; else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
