@@ -370,7 +370,8 @@ class _Helper:
         deadline = time.monotonic() + REPLY_SECONDS
         while b"\n" not in self.pending:
             # Poll at first, then block (see SPIN_SECONDS).
-            ready = _wait_a_little(fd) or select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]
+            ready = (_wait_a_little(fd)
+                     or select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0])
             if not ready:
                 raise HelperError(f"the helper process did not answer within {REPLY_SECONDS:g} s")
             chunk = os.read(fd, 65536)
@@ -380,7 +381,8 @@ class _Helper:
         line, self.pending = self.pending.split(b"\n", 1)
         answer = json.loads(line)
         if answer.get("n") != self.sent:  # a reply left over from an interrupted exchange
-            raise HelperError(f"the helper process is out of step (reply {answer.get('n')} to command {self.sent})")
+            raise HelperError(f"the helper process is out of step (reply {answer.get('n')} "
+                              f"to command {self.sent})")
         if "error" in answer:
             raise HelperError(f"the helper process failed: {answer['error']}")
         return answer
@@ -540,13 +542,17 @@ class DataParallel:
         If the helper fails during its part, this process puts back the helper's backup of what it
         had changed (it made one after the step; see ``serve``) and does that part itself.
 
-        Change the weights between ``update`` and the next ``loss``, not between ``loss`` and
-        ``update``: the gradient belongs to the weights ``loss`` saw. (If you do, the numbers are
-        still right; the helper just makes its backup again.)
+        Change the weights or the optimizer's state between ``update`` and the next ``loss``, not
+        between ``loss`` and ``update``: the gradient belongs to the weights ``loss`` saw, and the
+        helper's backup is of the state after ``loss``. (Arrays *replaced* in between, as
+        ``optimizer.load_state_dict`` does, are noticed, and the helper backs up again; values
+        written *into* the arrays in between are not, and only a helper failing in that very
+        update would undo them.)
         """
         model, optimizer = self.model, self.optimizer
         if optimizer is None:
-            raise ValueError("DataParallel.update needs the optimizer: DataParallel(model, processes, optimizer)")
+            raise ValueError("DataParallel.update needs the optimizer: "
+                             "DataParallel(model, processes, optimizer)")
         if clip is not None and clip > 0:
             clip_grad_norm(model.grads, clip)
         optimizer.step_count += 1  # what optimizer.step does before its update
