@@ -213,6 +213,22 @@ def test_backward_factors_from_the_worker_thread(id_input, rng, monkeypatch):
     assert max(errors.values()) < 1e-6
 
 
+@pytest.mark.parametrize("vocab", [3, 40])  # fewer table rows than T * B = 18, and more
+def test_id_input_scaled_in_the_table_or_in_the_rows(vocab, rng):
+    # FastLSTM scales the (D, 4H) table or the (T, B, 4H) rows gathered from it, whichever has fewer
+    # rows; the readable LSTM does neither. The gates must agree, and the gradients check out.
+    slow, fast = LSTM(vocab, H, np.float64), FastLSTM(vocab, H, np.float64)
+    for key, value in slow.params.items():
+        value[...] = 0.5 * rng.standard_normal(value.shape)
+        fast.params[key][...] = value
+    x, state = rng.integers(0, vocab, (T, B)), random_state(rng)
+    slow.forward(x, state)
+    fast.forward(x, state)
+    np.testing.assert_allclose(fast.gates, slow.gates, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(fast.hs, slow.hs, rtol=1e-12, atol=1e-14)
+    assert max(check_layer_gradients(fast, x, state, eps=1e-5, rng=rng).values()) < 1e-6
+
+
 @pytest.mark.parametrize("steps_per_chunk", [1, 4, T])
 def test_backward_factors_in_chunks_of_steps(steps_per_chunk, rng, monkeypatch):
     # The factors are computed a few steps at a time; any chunk size gives the very same numbers,

@@ -17,7 +17,8 @@ arrays inside the loop):
    add (``mul``, ``add``, kept as full (B, 4H) arrays: a same-shape multiply is twice as fast as a
    broadcast one) then turn the i, f, o blocks into sigmoids and leave g alone.
 2. **The input projection for all steps at once**, before the loop: a row gather ``(Wx + b)[ids]``
-   for ids, one (T*B, D) @ (D, 4H) product for floats. Its buffer then becomes ``gates``: step t
+   for ids (scaled and with b added in the table or in the rows gathered, whichever is smaller),
+   one (T*B, D) @ (D, 4H) product for floats. Its buffer then becomes ``gates``: step t
    overwrites its slice in place.
 3. **``out=`` everywhere inside the loops**, into the (T, ...) arrays that backward needs anyway, or
    into private work arrays made once per (T, B) and reused (``_scratch``): fresh multi-megabyte
@@ -264,11 +265,18 @@ class FastLSTM(LSTM):
         if self.ids_input:
             x = check_ids(x, self.input_size, "LSTM")
             T, B = x.shape
-            # onehot(x) @ Wx + b = (Wx + b)[x], since a one-hot row sums to 1. Scaling and adding b to
-            # the (D, 4H) table, not to the (T, B, 4H) rows, touches fewer numbers when D < T * B.
-            table = Wx * scale
-            table += b * scale
-            gates = np.take(table, x, axis=0)  # (T, B, 4H), a fresh array
+            # onehot(x) @ Wx + b = (Wx + b)[x], since a one-hot row sums to 1. Scale and add b where
+            # there are fewer rows: in the (D, 4H) table before picking rows from it, or in the
+            # (T, B, 4H) rows picked (V = 1500 against the 1200 rows of half a batch: 0.38 ms
+            # instead of 0.61). The same operations on each number, so the same numbers.
+            if len(Wx) <= T * B:
+                table = Wx * scale
+                table += b * scale
+                gates = np.take(table, x, axis=0)  # (T, B, 4H), a fresh array
+            else:
+                gates = np.take(Wx, x, axis=0)
+                gates *= scale
+                gates += b * scale
         else:
             x = x.astype(self.dtype, copy=False)
             T, B, D = x.shape
