@@ -16,6 +16,9 @@ generation one process with one OpenBLAS thread plus the worker thread of ``nn/f
 ``--processes 1`` trains in this process alone (with the worker thread), the way
 ``lstm-music train --processes 1`` does.
 
+Each run also trains our model with ``"input": "embedding", "embedding_dim": 64`` (Embedding(V, 64)
+-> LSTM(H) -> Dense(V), the architecture of PyTorch's embedding figure below) the same way.
+
 When ``torch`` is importable, each run also times, with the same thread count, batch and window:
 
 - torch one-hot:   one_hot(ids) as float (T, B, V) -> nn.LSTM(V, H) -> nn.Linear(H, V)  (our model)
@@ -78,7 +81,9 @@ from lstm_from_scratch.nn.optim import Adam  # noqa: E402
 torch = None  # imported in main() unless --no-torch
 
 # What issue 6 asks for: ours / torch at least this much.
-TARGETS = {"train_onehot": 2.0, "train_embedding": 1.0, "generate_onehot": 5.0}
+# Issue 6's targets. Its embedding target names PyTorch's model only: measured against our one-hot
+# model (the preset; the strict reading) and against our own Embedding(V, 64) model (the same model).
+TARGETS = {"train_onehot": 2.0, "train_embedding": 1.0, "train_same_embedding": 1.0, "generate_onehot": 5.0}
 
 
 def median_step_seconds(step, warmup, repeats):
@@ -123,19 +128,24 @@ def machine():
 
 # ---------------------------------------------------------------- NumPy (this project)
 
-def numpy_model(V, H):
-    """The deep-improvisation preset with H hidden units: one-hot ids -> LSTM(H) -> Dense(V)."""
-    return Model({"vocab_size": V, "input": "onehot", "layers": [{"type": "lstm", "hidden_size": H}],
-                  "output": "sequence"}, dtype=np.float32)
+def numpy_model(V, H, embedding=None):
+    """The deep-improvisation preset with H hidden units: one-hot ids -> LSTM(H) -> Dense(V); or,
+    with ``embedding`` E, Embedding(V, E) -> LSTM(H) -> Dense(V), the model PyTorch's embedding
+    figure trains."""
+    config = {"vocab_size": V, "input": "onehot", "layers": [{"type": "lstm", "hidden_size": H}],
+              "output": "sequence"}
+    if embedding:
+        config.update(input="embedding", embedding_dim=embedding)
+    return Model(config, dtype=np.float32)
 
 
 PROCESSES = 2  # set by --processes
 
 
-def numpy_training(V, H, T, B, rng):
+def numpy_training(V, H, T, B, rng, embedding=None):
     """(step, parallel): one training step as ``lstm-music train`` takes it, and the DataParallel
     to close afterwards (it stops the helper)."""
-    model = numpy_model(V, H)
+    model = numpy_model(V, H, embedding)
     optimizer = Adam(lr=1e-3)
     ids, targets = rng.integers(0, V, size=(2, T, B))
     parallel = DataParallel(model, PROCESSES, optimizer)
@@ -223,12 +233,14 @@ def one_run(V, args, seed):
     T, B, H = args.seq_len, args.batch, args.hidden
     rng = np.random.default_rng(seed)
     train = lambda step: T * B / median_step_seconds(step, args.warmup, args.repeats)  # noqa: E731
-    step, parallel = numpy_training(V, H, T, B, rng)
-    with parallel:
-        figures = {"numpy_train": train(step)}
-        if PROCESSES == 2 and parallel.helper is None:  # the figure would not be what it claims
-            why = parallel.helper_failed or "is BLAS on one thread? see data_parallel.one_blas_thread"
-            raise SystemExit(f"error: the helper process did not start ({why})")
+    figures = {}
+    for name, embedding in (("numpy_train", None), ("numpy_train_embedding", 64)):
+        step, parallel = numpy_training(V, H, T, B, rng, embedding)
+        with parallel:
+            figures[name] = train(step)
+            if PROCESSES == 2 and parallel.helper is None:  # the figure would not be what it claims
+                why = parallel.helper_failed or "is BLAS on one thread? see data_parallel.one_blas_thread"
+                raise SystemExit(f"error: the helper process did not start ({why})")
     if torch is not None:
         figures["torch_train_onehot"] = train(torch_training(V, H, T, B, None, rng))
         figures["torch_train_embedding"] = train(torch_training(V, H, T, B, 64, rng))
@@ -255,6 +267,7 @@ def measure(V, args):
     if torch is not None:
         for ours, theirs, key in (("numpy_train", "torch_train_onehot", "train_onehot"),
                                   ("numpy_train", "torch_train_embedding", "train_embedding"),
+                                  ("numpy_train_embedding", "torch_train_embedding", "train_same_embedding"),
                                   ("numpy_generate", "torch_generate_onehot", "generate_onehot"),
                                   ("numpy_generate", "torch_generate_embedding", "generate_embedding")):
             row["spread"][f"ratio_{key}"] = spread([r[ours] / r[theirs] for r in runs])
@@ -285,6 +298,8 @@ def print_table(rows, info, command):
     lines = (("training vs one-hot nn.LSTM", "numpy_train", "torch_train_onehot", "train_onehot"),
              ("training vs Embedding(V, 64) + nn.LSTM", "numpy_train", "torch_train_embedding",
               "train_embedding"),
+             ("training, both Embedding(V, 64) + LSTM", "numpy_train_embedding", "torch_train_embedding",
+              "train_same_embedding"),
              ("generation at batch 1 vs one-hot", "numpy_generate", "torch_generate_onehot",
               "generate_onehot"),
              ("generation at batch 1 vs embedding", "numpy_generate", "torch_generate_embedding",
@@ -293,7 +308,8 @@ def print_table(rows, info, command):
         s = r["spread"]
         for title, ours, theirs, key in lines:
             if theirs not in s:  # no torch: one line per figure of ours
-                if key.endswith("onehot"):
+                if key.endswith("onehot") or key == "train_same_embedding":
+                    title = "training, Embedding(V, 64) + LSTM" if key == "train_same_embedding" else title
                     print(f"| {r['V']} | {title.split(' vs ')[0]} | {three(s[ours])} | - | - | - |")
                 continue
             target = TARGETS.get(key)
