@@ -239,7 +239,8 @@ def one_run(V, args, seed):
         with parallel:
             figures[name] = train(step)
             if PROCESSES == 2 and parallel.helper is None:  # the figure would not be what it claims
-                why = parallel.helper_failed or "is BLAS on one thread? see data_parallel.one_blas_thread"
+                why = parallel.helper_failed or ("it starts only on 2 or more usable cores, beside a BLAS "
+                                                 "on one thread, for steps of MIN_STEP_SECONDS or more")
                 raise SystemExit(f"error: the helper process did not start ({why})")
     if torch is not None:
         figures["torch_train_onehot"] = train(torch_training(V, H, T, B, None, rng))

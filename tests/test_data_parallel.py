@@ -254,7 +254,7 @@ OPTIMIZERS = {
 BATCH_SIZES = (5, 5, 4, 5)  # a new batch size: a new block of shared memory for the helper
 
 
-def train_with_update(processes, optimizer_name, clip=0.5):
+def train_with_update(processes, optimizer_name, clip=0.5, batch_sizes=BATCH_SIZES):
     """Four steps of DataParallel.loss + DataParallel.update; the final weights, the optimizer's
     state and whether the helper did its part of the updates. With the fixture ``helper_at_step_2``
     the optimizer already has its buffers when the helper starts."""
@@ -263,7 +263,7 @@ def train_with_update(processes, optimizer_name, clip=0.5):
     own = {name: array for name, array in model.params.items()}
     optimizer = OPTIMIZERS[optimizer_name]()
     with DataParallel(model, processes, optimizer) as parallel:
-        for step, B in enumerate(BATCH_SIZES):
+        for step, B in enumerate(batch_sizes):
             parallel.loss(*batch(B, "sequence", seed=step))
             parallel.update(clip)  # clip 0.5: these gradients are clipped at most steps
         helped = parallel.helper is not None
@@ -552,3 +552,102 @@ def test_one_blas_thread_from_the_variables(variables, expected, monkeypatch):
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     assert data_parallel.one_blas_thread() is expected
+
+
+# From a second review.
+
+def test_a_helper_stopped_before_its_new_backup_is_not_undone_to_the_old_one(helper_at_step_2, monkeypatch):
+    """A state loaded between loss() and update() makes the helper back up again, under a new step
+    number. Here it never gets to (stopped, then killed): the backup it still has, from before the
+    load, must not be put back."""
+    import signal
+
+    def run(processes, stop):
+        model, optimizer = Model(CONFIGS["lstm+dropout, sequence"], dtype=np.float64, seed=4), Adam(0.05)
+        real_send = data_parallel._Helper.send
+
+        def stop_send_kill(helper, command):
+            doomed = stop and command["op"] == "update" and command["backup"]
+            if doomed:
+                os.kill(helper.process.pid, signal.SIGSTOP)
+            real_send(helper, command)
+            if doomed:
+                helper.process.kill()
+
+        monkeypatch.setattr(data_parallel._Helper, "send", stop_send_kill)
+        with DataParallel(model, processes, optimizer) as parallel:
+            for step in range(5):
+                parallel.loss(*batch(4, "sequence", seed=step))
+                if step == 1:
+                    saved = optimizer.state_dict()
+                if step == 3:
+                    optimizer.load_state_dict(saved)
+                parallel.update(0.5)
+        return {name: array.copy() for name, array in model.params.items()}, optimizer.state_dict()
+
+    expected = run(1, False)
+    with pytest.warns(data_parallel.HelperWarning):
+        assert_same_training(expected, run(2, True))
+
+
+def test_with_warnings_as_errors_the_update_is_whole_before_the_warning(helper_at_once, monkeypatch):
+    """The project's pytest settings make a HelperWarning an error: it must come after the step's
+    work, so that the weights are those of a whole update."""
+    def run(processes, kill):
+        model, optimizer = Model(CONFIGS["lstm+dropout, sequence"], dtype=np.float64, seed=4), Adam(0.05)
+        with DataParallel(model, processes, optimizer) as parallel:
+            parallel.loss(*batch(4, "sequence"))
+            if kill:
+                parallel.helper.process.kill()
+                parallel.helper.process.wait()
+                with pytest.raises(data_parallel.HelperWarning):
+                    parallel.update(0.5)
+            else:
+                parallel.update(0.5)
+        return {name: array.copy() for name, array in model.params.items()}, optimizer.state_dict()
+
+    assert_same_training(run(1, False), run(2, True))
+
+
+def test_one_block_of_shared_memory_for_an_epoch_with_a_smaller_last_batch(helper_at_once, monkeypatch):
+    blocks = []
+    real = data_parallel._shared_file
+    monkeypatch.setattr(data_parallel, "_shared_file", lambda size: blocks.append(size) or real(size))
+    sizes = (6, 6, 3, 6, 6, 3)  # two epochs ending in a smaller batch: second halves of 3, 3, 1, ...
+    expected = train_with_update(1, "adam", batch_sizes=sizes)
+    assert_same_training(expected, train_with_update(2, "adam", batch_sizes=sizes))
+    assert len(blocks) == 1  # the halves of 1 fit in the block made for the halves of 3
+
+
+def test_a_helper_that_prints_something_else_is_given_up(helper_at_once, monkeypatch, tmp_path):
+    if os.name != "posix":
+        pytest.skip("needs a shell script")
+    chatty = tmp_path / "chatty"
+    chatty.write_text("#!/bin/sh\necho hello\nexec sleep 60\n")
+    chatty.chmod(0o755)
+    config = CONFIGS["lstm+dropout, sequence"]
+    expected, _ = train_steps(config, 1, 4, steps=2)
+    monkeypatch.setattr(data_parallel.sys, "executable", str(chatty))
+    with pytest.warns(data_parallel.HelperWarning, match="not a reply"):
+        got, used_helper = train_steps(config, 2, 4, steps=2)
+    assert not used_helper
+    assert [loss for loss, _, _ in got] == [loss for loss, _, _ in expected]
+
+
+def test_a_dev_shm_we_may_not_write_to(helper_at_once, monkeypatch):
+    """No permission in /dev/shm: the temporary folder instead, and the helper runs."""
+    real = data_parallel.tempfile.mkstemp
+    folders = []
+
+    def refuse_dev_shm(prefix, dir):
+        folders.append(dir)
+        if dir == "/dev/shm":
+            raise PermissionError(13, "Permission denied", dir)
+        return real(prefix=prefix, dir=dir)
+
+    monkeypatch.setattr(data_parallel.tempfile, "mkstemp", refuse_dev_shm)
+    config = CONFIGS["lstm+dropout, sequence"]
+    expected, _ = train_steps(config, 1, 4, steps=2)
+    got, used_helper = train_steps(config, 2, 4, steps=2)
+    assert used_helper and folders[-1] is None
+    assert [loss for loss, _, _ in got] == [loss for loss, _, _ in expected]

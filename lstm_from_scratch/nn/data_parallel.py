@@ -25,8 +25,9 @@ process has its own interpreter and lock; beside another process the loop runs a
 
 **The same numbers, with or without the helper.** The split is always made, and the halves are
 always combined in the same way; the helper only decides *where* the second half is computed. Without
-it (one core, Windows, a small model, or a helper that failed), this process computes the
-second half itself, after the first, and the result is the same, bit for bit. Dropout masks for the
+it (one core, Windows, a small model, a BLAS running several threads, or a helper that failed),
+this process computes the second half itself, after the first, and the result is the same, bit for
+bit. Dropout masks for the
 second half come from a generator seeded by one draw from ``model.rng``, in both cases.
 
 **How the two processes talk.** The helper is a fresh interpreter started with ``subprocess``
@@ -110,12 +111,15 @@ def second_part(size):
     return slice(-(-size // 2), size)
 
 
-def _layout(model, T, B2, target_shape, buffer_names):
-    """{name: (shape, dtype name)}: every array the two processes share, for a second half of B2
-    sequences with targets of ``target_shape`` and an optimizer with these ``buffer_names``.
+def _layout(model, numbers, rows, buffer_names):
+    """{name: (shape, dtype name)}: every array the two processes share, with room for a second
+    half of up to ``numbers`` ids (and as many targets) and ``rows`` sequences, and an optimizer
+    with these ``buffer_names``.
 
     "param/", "grad/" and "optimizer/<buffer>/" hold every parameter, gradient and optimizer buffer
-    whole; "backup/..." the helper's part of a parameter or buffer, as it was before its update."""
+    whole; "backup/..." the helper's part of a parameter or buffer, as it was before its update.
+    "ids", "targets", "h/k" and "c/k" have room to spare: a step uses their first numbers (see
+    ``_batch_views``), so that a smaller last batch of an epoch fits in the same block."""
     layout = {}
     for name, value in model.params.items():
         shape, dtype = value.shape, value.dtype.name
@@ -127,12 +131,26 @@ def _layout(model, T, B2, target_shape, buffer_names):
             layout[f"optimizer/{kind}/{name}"] = (shape, dtype)
             layout[f"backup/optimizer/{kind}/{name}"] = helper_part
     layout["backup_step"] = ((1,), "int64")  # the step whose update the backups are from
-    layout["ids"] = ((T, B2), "int64")
-    layout["targets"] = (tuple(target_shape), "int64")
+    layout["ids"] = ((numbers,), "int64")
+    layout["targets"] = ((numbers,), "int64")
     for k, layer in enumerate(model.lstm_layers):
-        layout[f"h/{k}"] = ((B2, layer.hidden_size), model.dtype.name)
-        layout[f"c/{k}"] = ((B2, layer.hidden_size), model.dtype.name)
+        layout[f"h/{k}"] = ((rows, layer.hidden_size), model.dtype.name)
+        layout[f"c/{k}"] = ((rows, layer.hidden_size), model.dtype.name)
     return layout
+
+
+def _batch_views(arrays, ids_shape, target_shape):
+    """(ids, targets, [(h, c) per LSTM]): views of the first numbers of the shared "ids", "targets",
+    "h/k" and "c/k" arrays, shaped for this step's second half: ids (T, B2), targets ``target_shape``,
+    h and c (B2, H)."""
+    ids = arrays["ids"][:int(np.prod(ids_shape))].reshape(ids_shape)
+    targets = arrays["targets"][:int(np.prod(target_shape))].reshape(target_shape)
+    B2 = ids_shape[1]
+    states, k = [], 0
+    while f"h/{k}" in arrays:
+        states.append((arrays[f"h/{k}"][:B2], arrays[f"c/{k}"][:B2]))
+        k += 1
+    return ids, targets, states
 
 
 def _backed_up(arrays):
@@ -187,12 +205,13 @@ def serve():
     {"op": "model", "config": c, "dtype": d}  -> build the model copy; {"ok": true}
     {"op": "arrays", "path": p, "layout": l}  -> map the shared arrays, and compute with the shared
                                                  weights from now on; {"ok": true}
-    {"op": "step", "training": t, "seed": s, "id": k, "backup": b}
-                                              -> the second half's loss and gradients; {"loss": x}.
+    {"op": "step", "training": t, "seed": s, "id": k, "backup": b, "ids_shape": (T, B2),
+     "target_shape": shape}                   -> the second half's loss and gradients; {"loss": x}.
                                                  Then, after the reply and if b, back up its part
                                                  of the weights and buffers for update k.
-    {"op": "update", "optimizer": o, "step": t, "id": k}
-                                              -> update its part of the weights; {"ok": true}
+    {"op": "update", "optimizer": o, "step": t, "id": k, "backup": b}
+                                              -> (if b, back up again, for update k, then) update
+                                                 its part of the weights; {"ok": true}
     Any error is a reply {"error": "..."}; the end of stdin ends the process.
     """
     import signal
@@ -216,12 +235,14 @@ def serve():
                 model.use_param_arrays({name: arrays[f"param/{name}"] for name in model.params})
                 reply = {"ok": True}
             elif command["op"] == "step":
-                loss, grads, final_state = _half_loss(model, arrays["ids"], arrays["targets"],
-                                                      command["training"], command["seed"])
+                ids, targets, states = _batch_views(arrays, tuple(command["ids_shape"]),
+                                                    tuple(command["target_shape"]))
+                loss, grads, final_state = _half_loss(model, ids, targets, command["training"],
+                                                      command["seed"])
                 for name, grad in grads.items():
                     arrays[f"grad/{name}"][...] = grad
-                for k, (h, c) in enumerate(final_state):
-                    arrays[f"h/{k}"][...], arrays[f"c/{k}"][...] = h, c
+                for (h, c), (h_shared, c_shared) in zip(final_state, states):
+                    h_shared[...], c_shared[...] = h, c
                 reply = {"loss": loss}
             else:
                 optimizer = _helper_update(model, arrays, optimizer, command)
@@ -301,18 +322,20 @@ def _shared_file(size):
     (SIGBUS) instead of raising an error.
     """
     folders = ["/dev/shm", None] if os.path.isdir("/dev/shm") else [None]
-    for folder in folders:
-        fd, path = tempfile.mkstemp(prefix="lstm-music-", dir=folder)
+    for number, folder in enumerate(folders, start=1):
+        fd = path = None
         try:
+            fd, path = tempfile.mkstemp(prefix="lstm-music-", dir=folder)
             if hasattr(os, "posix_fallocate"):
                 os.posix_fallocate(fd, 0, size)
             else:
                 os.ftruncate(fd, size)
             return fd, path
-        except OSError:
-            os.close(fd)
-            os.unlink(path)
-            if folder is folders[-1]:
+        except BaseException as error:  # no room, no permission, or Ctrl-C: leave no file behind
+            if fd is not None:
+                os.close(fd)
+                os.unlink(path)
+            if not isinstance(error, OSError) or number == len(folders):
                 raise
 
 
@@ -379,8 +402,11 @@ class _Helper:
                 raise HelperError("the helper process stopped")
             self.pending += chunk
         line, self.pending = self.pending.split(b"\n", 1)
-        answer = json.loads(line)
-        if answer.get("n") != self.sent:  # a reply left over from an interrupted exchange
+        try:
+            answer = json.loads(line)
+        except ValueError:  # something in the helper printed to its output
+            raise HelperError(f"the helper process wrote something that is not a reply: {line[:80]!r}") from None
+        if not isinstance(answer, dict) or answer.get("n") != self.sent:  # a reply left over from an interrupted exchange
             raise HelperError(f"the helper process is out of step (reply {answer.get('n')} "
                               f"to command {self.sent})")
         if "error" in answer:
@@ -444,15 +470,19 @@ class DataParallel:
         if processes not in (1, 2):
             raise ValueError(f"DataParallel: processes must be 1 or 2, got {processes!r}")
         self.model, self.processes, self.optimizer = model, processes, optimizer
+        # The helper rebuilds the optimizer from its name and settings, so it can share the work of
+        # a built-in one only; a class of one's own updates whole in this process.
+        self._shared_optimizer = optimizer if type(optimizer) is OPTIMIZERS.get(getattr(optimizer, "name", None)) else None
         self.helper = None
         self.helper_failed = None  # why the helper was given up on, if it was
         self._last_step_seconds = 0.0  # how long the last step took (decides when the helper starts)
         self.has_dropout = any(isinstance(layer, Dropout) and layer.rate > 0 for layer in model.layers)
         self._own_arrays = {}  # ("param" or buffer kind, name) -> the array the shared one replaced
         self._step_id = 0  # counts the steps the helper was asked for
-        self._layouts = {}  # (second half's ids shape, targets shape) -> its _layout
+        self._room = (0, 0)  # (numbers, rows) the shared block has room for (see _layout)
         self._blas_alone = None  # one_blas_thread(), asked once
         self._helper_did_last_step = False  # then update() can share the work with it
+        self._unsaid = None  # a HelperWarning to give once the step is done (see _give_up)
 
     def __enter__(self):
         return self
@@ -492,11 +522,13 @@ class DataParallel:
         started = time.perf_counter()
         if helper is not None:
             try:
-                arrays = self._shared_arrays(ids_2.shape, targets_2.shape)
-                arrays["ids"][...], arrays["targets"][...] = ids_2, targets_2
+                arrays = self._shared_arrays(ids_2.size, ids_2.shape[1])
+                shared_ids, shared_targets, shared_states = _batch_views(arrays, ids_2.shape, targets_2.shape)
+                shared_ids[...], shared_targets[...] = ids_2, targets_2
                 self._step_id += 1
                 helper.send({"op": "step", "training": bool(training), "seed": seed, "id": self._step_id,
-                             "backup": self.optimizer is not None})
+                             "backup": self._shared_optimizer is not None, "ids_shape": ids_2.shape,
+                             "target_shape": targets_2.shape})
             except (HelperError, OSError) as error:  # OSError: no room for the shared memory
                 helper = self._give_up(error)
             except BaseException:  # Ctrl-C: a reply may be under way; stop the helper (see below)
@@ -510,7 +542,7 @@ class DataParallel:
             if helper is not None:
                 loss_2 = helper.reply()["loss"]
                 grads_2 = {name: helper.arrays[f"grad/{name}"] for name in grads_1}
-                state_2 = [(helper.arrays[f"h/{k}"], helper.arrays[f"c/{k}"]) for k in range(len(state_1))]
+                state_2 = shared_states
         except HelperError as error:
             helper = self._give_up(error)
         except BaseException:
@@ -531,6 +563,7 @@ class DataParallel:
                              for (h1, c1), (h2, c2) in zip(state_1, state_2)]
         self._helper_did_last_step = helper is not None
         self._last_step_seconds = time.perf_counter() - started
+        self._say_given_up()
         return weight * loss_1 + (1 - weight) * loss_2, model.grads
 
     def update(self, clip=0.0):
@@ -559,15 +592,17 @@ class DataParallel:
         optimizer.lr = float(optimizer.lr)  # what optimizer.update does first; the helper gets the same
         helper = self.helper if self._helper_did_last_step else None
         self._helper_did_last_step = False
-        # The helper rebuilds the optimizer from its name and settings: a class of one's own stays here.
-        if helper is None or type(optimizer) is not OPTIMIZERS.get(optimizer.name):
+        if helper is None or self._shared_optimizer is None:
             optimizer.update(model.params, model.grads)
             return
         sent = False
         try:
             # Something may have replaced the optimizer's buffers (load_state_dict) since the step:
-            # then they are copied in, and the helper's backup must be made again.
+            # then they are copied in, and the helper must back up again, under a new number, so
+            # that a backup it did not finish is never taken for the one of this update.
             changed = self._adopt(helper.arrays)
+            if changed:
+                self._step_id += 1
             for name, grad in model.grads.items():
                 shared = helper.arrays[f"grad/{name}"]
                 if grad is not shared:  # combine put it there; unless someone replaced it since
@@ -584,6 +619,7 @@ class DataParallel:
                 self._undo_helper_update()
             self._give_up(error)
             optimizer.update(model.params, model.grads, part=second_part if sent else None)
+            self._say_given_up()  # only now: with warnings as errors, the update is whole first
         except BaseException:
             # Ctrl-C mid-update: as in one process, the step is half done. Stop the helper, so
             # that its reply cannot be read as the next step's.
@@ -599,18 +635,17 @@ class DataParallel:
                 part[...] = backup
 
     def _buffer_names(self):
-        return () if self.optimizer is None else tuple(self.optimizer.buffer_names)
+        optimizer = self._shared_optimizer
+        return () if optimizer is None else tuple(optimizer.buffer_names)
 
-    def _shared_arrays(self, ids_shape, target_shape):
-        """The helper's shared arrays for a second half of ``ids_shape`` (T, B2), holding the weights
-        and buffers in use."""
-        key = (ids_shape, target_shape)
-        if key not in self._layouts:  # made once per shape: a dict of every shared array
-            self._layouts[key] = _layout(self.model, *ids_shape, target_shape, self._buffer_names())
-        layout = self._layouts[key]
-        if layout is not self.helper.layout:
+    def _shared_arrays(self, numbers, rows):
+        """The helper's shared arrays, with room for a second half of ``numbers`` ids in ``rows``
+        sequences, holding the weights and buffers in use. A new block only for a bigger batch
+        than any before: the smaller last batch of an epoch fits in the block of the others."""
+        if self.helper.layout is None or numbers > self._room[0] or rows > self._room[1]:
+            self._room = (max(numbers, self._room[0]), max(rows, self._room[1]))
             self._release()  # out of the old block, before it goes
-            self.helper.shared_arrays(layout)
+            self.helper.shared_arrays(_layout(self.model, *self._room, self._buffer_names()))
         self._adopt(self.helper.arrays)
         return self.helper.arrays
 
@@ -628,7 +663,7 @@ class DataParallel:
         model.use_param_arrays(replaced)
         changed = bool(replaced)
         for kind in self._buffer_names():
-            buffers = self.optimizer.buffers.setdefault(kind, {})
+            buffers = self._shared_optimizer.buffers.setdefault(kind, {})
             for name in model.params:
                 shared, value = arrays[f"optimizer/{kind}/{name}"], buffers.get(name)
                 if value is not shared:
@@ -675,12 +710,18 @@ class DataParallel:
         return self._blas_alone
 
     def _give_up(self, error):
-        """Stop the helper for good, and say so; this process computes both halves from now on."""
+        """Stop the helper for good; this process computes both halves from now on. The warning
+        that says so comes from ``_say_given_up``, once the step is whole: with warnings turned
+        into errors, it must not cut the step short."""
         self.helper_failed = str(error)
-        self.close(kill=True)  # before the warning, which may be turned into an error
-        warnings.warn(HelperWarning(f"training goes on in one process (the same numbers, more slowly): "
-                                    f"{error}"), stacklevel=3)
+        self.close(kill=True)
+        self._unsaid = f"training goes on in one process (the same numbers, more slowly): {error}"
         return None
+
+    def _say_given_up(self):
+        if self._unsaid is not None:
+            message, self._unsaid = self._unsaid, None
+            warnings.warn(HelperWarning(message), stacklevel=3)
 
 
 def one_blas_thread():

@@ -195,8 +195,9 @@ class FastLSTM(LSTM):
         """One time step for generation; keeps nothing for backward and leaves ``gates`` alone.
 
         x: (B,) integer ids or (B, D) floats; state: (h, c), each (B, H).
-        Returns the new (h, c), each (B, H), fresh arrays. The same numbers as ``forward`` on a
-        sequence of length 1, with about a dozen small NumPy calls.
+        Returns the new (h, c), each (B, H), fresh arrays. The numbers of ``forward`` on a sequence
+        of length 1, to rounding (it adds the same terms in another order: they may differ in the
+        last bit), with about a dozen small NumPy calls.
         """
         Wx, Wh, b = self.params["Wx"], self.params["Wh"], self.params["b"]
         H = self.hidden_size
