@@ -251,6 +251,23 @@ OPTIMIZERS = {
 }
 
 
+def trained_state(model, optimizer):
+    """(copies of the weights, the optimizer's state): what assert_same_training compares."""
+    return {name: array.copy() for name, array in model.params.items()}, optimizer.state_dict()
+
+
+def train_with_a_load_between(parallel, optimizer):
+    """Five steps; at the fourth, the optimizer state of the second is loaded between loss() and
+    update()."""
+    for step in range(5):
+        parallel.loss(*batch(4, "sequence", seed=step))
+        if step == 1:
+            saved = optimizer.state_dict()
+        if step == 3:
+            optimizer.load_state_dict(saved)
+        parallel.update(0.5)
+
+
 BATCH_SIZES = (5, 5, 4, 5)  # a new batch size: a new block of shared memory for the helper
 
 
@@ -260,7 +277,7 @@ def train_with_update(processes, optimizer_name, clip=0.5, batch_sizes=BATCH_SIZ
     the optimizer already has its buffers when the helper starts."""
     config = CONFIGS["lstm+dropout, sequence"]
     model = Model(config, dtype=np.float64, seed=4)
-    own = {name: array for name, array in model.params.items()}
+    own = dict(model.params)
     optimizer = OPTIMIZERS[optimizer_name]()
     with DataParallel(model, processes, optimizer) as parallel:
         for step, B in enumerate(batch_sizes):
@@ -269,7 +286,7 @@ def train_with_update(processes, optimizer_name, clip=0.5, batch_sizes=BATCH_SIZ
         helped = parallel.helper is not None
     for name, array in model.params.items():  # after close, the model's own arrays are back
         assert array is own[name]
-    return {name: array.copy() for name, array in model.params.items()}, optimizer.state_dict(), helped
+    return (*trained_state(model, optimizer), helped)
 
 
 def assert_same_training(expected, got):
@@ -301,7 +318,7 @@ def test_update_gives_the_numbers_of_one_process(optimizer_name, helper_at_step_
             _, grads = parallel.loss(*batch(B, "sequence", seed=step))
             clip_grad_norm(grads, 0.5)
             optimizer.step(model.params, grads)
-    assert_same_training(alone, ({n: a for n, a in model.params.items()}, optimizer.state_dict()))
+    assert_same_training(alone, trained_state(model, optimizer))
 
 
 def test_a_helper_that_fails_in_its_update_is_undone_and_redone(helper_at_step_2, monkeypatch):
@@ -386,14 +403,8 @@ def test_the_state_loaded_between_loss_and_update_is_what_a_failed_update_undoes
         monkeypatch.setattr(data_parallel._Helper, "send", remembering_send)
         monkeypatch.setattr(data_parallel._Helper, "reply", failing_reply)
         with DataParallel(model, processes, optimizer) as parallel:
-            for step in range(5):
-                parallel.loss(*batch(4, "sequence", seed=step))
-                if step == 1:
-                    saved = optimizer.state_dict()
-                if step == 3:
-                    optimizer.load_state_dict(saved)
-                parallel.update(0.5)
-        return {name: array.copy() for name, array in model.params.items()}, optimizer.state_dict()
+            train_with_a_load_between(parallel, optimizer)
+        return trained_state(model, optimizer)
 
     expected = run(1, False)
     assert_same_training(expected, run(2, False))
@@ -445,7 +456,7 @@ def test_ctrl_c_just_after_the_step_command(helper_at_once, monkeypatch):
                     loss, _ = parallel.loss(*batch(4, "sequence", seed=step))
                 losses.append(loss)
                 parallel.update(0.5)
-        return losses, ({name: array.copy() for name, array in model.params.items()}, optimizer.state_dict())
+        return losses, trained_state(model, optimizer)
 
     expected, got = run(1, False), run(2, True)
     assert got[0] == expected[0]
@@ -469,8 +480,7 @@ def test_a_numpy_learning_rate_and_an_optimizer_of_ones_own(helper_at_once):
                     parallel.loss(*batch(4, "sequence", seed=step))
                     parallel.update(0.5)
                 assert (parallel.helper is not None) == (processes == 2)
-            results.append(({name: array.copy() for name, array in model.params.items()},
-                             optimizer.state_dict()))
+            results.append(trained_state(model, optimizer))
         assert_same_training(*results)
 
 
@@ -576,14 +586,8 @@ def test_a_helper_stopped_before_its_new_backup_is_not_undone_to_the_old_one(hel
 
         monkeypatch.setattr(data_parallel._Helper, "send", stop_send_kill)
         with DataParallel(model, processes, optimizer) as parallel:
-            for step in range(5):
-                parallel.loss(*batch(4, "sequence", seed=step))
-                if step == 1:
-                    saved = optimizer.state_dict()
-                if step == 3:
-                    optimizer.load_state_dict(saved)
-                parallel.update(0.5)
-        return {name: array.copy() for name, array in model.params.items()}, optimizer.state_dict()
+            train_with_a_load_between(parallel, optimizer)
+        return trained_state(model, optimizer)
 
     expected = run(1, False)
     with pytest.warns(data_parallel.HelperWarning):
@@ -604,7 +608,7 @@ def test_with_warnings_as_errors_the_update_is_whole_before_the_warning(helper_a
                     parallel.update(0.5)
             else:
                 parallel.update(0.5)
-        return {name: array.copy() for name, array in model.params.items()}, optimizer.state_dict()
+        return trained_state(model, optimizer)
 
     assert_same_training(run(1, False), run(2, True))
 
