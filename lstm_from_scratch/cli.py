@@ -171,7 +171,7 @@ def _add_training_options(parser, optimizer=True):
                        help="also train on each piece moved by -N..+N semitones (default 0)")
     group.add_argument("--processes", type=int, choices=[1, 2],
                        help="2: each batch as two halves, the second in a helper process, up to "
-                            "1.4x faster on two cores; 1: one process (default 2)")
+                            "1.5x faster on two cores; 1: one process (default 2)")
 
 
 def build_parser():
