@@ -243,10 +243,12 @@ def test_backward_factors_in_chunks_of_steps(steps_per_chunk, rng, monkeypatch):
     scratch = fast._scratch(T, B)
     whole = [a.copy() for a in fast_lstm._backward_factors(fast.gates, fast.cs_all, fast.tanh_cs, scratch)]
     monkeypatch.setattr(fast_lstm, "FACTORS_CHUNK", steps_per_chunk * B * 4 * H)
-    for name in "KLM":
+    names = ("K", "L", "M", "by_gate")
+    for name in names:
         scratch[name][...] = np.nan  # nothing may be left over from the call above
     chunked = fast_lstm._backward_factors(fast.gates, fast.cs_all, fast.tanh_cs, scratch)
-    for name, expected, got in zip("KLM", whole, chunked):
+    assert len(chunked) == len(names)
+    for name, expected, got in zip(names, whole, chunked):
         np.testing.assert_array_equal(got, expected, err_msg=name)
     fast.backward(dhs, dfinal)
     slow.forward(x, state)
