@@ -84,13 +84,15 @@ def _rows_loss(logits, targets, out, n):
     over it costs time when V is large, so we make as few as we can.
     """
     rows = np.arange(targets.size)
-    row_max = logits.max(axis=-1, keepdims=True)
-    if row_max.size and -SAFE_LOGIT <= row_max.min() and row_max.max() <= SAFE_LOGIT:
+    if logits.size and -SAFE_LOGIT <= logits.min() and logits.max() <= SAFE_LOGIT:
         # The shift by the row's largest logit only keeps exp from overflowing (and a row's sum
-        # from underflowing to 0). Logits this close to 0 need no guard, so we save its pass.
+        # from underflowing to 0). Logits this close to 0 need no guard, so we save its pass. (The
+        # largest and smallest of the whole array take a third of the time of every row's largest:
+        # one long run of memory, not M short ones.)
         picked = logits[rows, targets].astype(np.float64)  # the target's logit, (M,)
         exps = np.exp(logits, out=out)
     else:
+        row_max = logits.max(axis=-1, keepdims=True)
         shifted = np.subtract(logits, row_max, out=out)  # every row's largest is now 0
         picked = shifted[rows, targets].astype(np.float64)
         exps = np.exp(shifted, out=out)
