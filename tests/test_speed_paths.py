@@ -140,6 +140,22 @@ def test_loss_matches_log_softmax_with_and_without_the_shift(scale, overwrite, r
     np.testing.assert_allclose(dlogits, expected_grad, rtol=1e-10, atol=1e-15)
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_loss_with_every_logit_far_below_zero(overwrite, rng):
+    # No logit is above SAFE_LOGIT, but in float32 exp(-200) is 0: without the shift every row's sum
+    # would be 0 and the loss infinite. The targets' logits show that the shift is needed.
+    from lstm_from_scratch.nn.losses import log_softmax, softmax_cross_entropy
+
+    logits = (rng.standard_normal((5, 4, 13)) - 200).astype(np.float32)
+    targets = rng.integers(0, 13, (5, 4))
+    log_probs = log_softmax(logits.astype(np.float64))
+    expected_loss = -np.mean(np.take_along_axis(log_probs, targets[..., None], axis=-1))
+    loss, dlogits = softmax_cross_entropy(logits.copy() if overwrite else logits, targets, overwrite)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    expected_grad = (np.exp(log_probs) - np.eye(13)[targets]) / targets.size
+    np.testing.assert_allclose(dlogits, expected_grad, rtol=1e-4, atol=1e-7)
+
+
 def test_row_blocks(monkeypatch):
     from lstm_from_scratch.nn import fast_lstm
 

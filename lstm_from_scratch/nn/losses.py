@@ -84,12 +84,13 @@ def _rows_loss(logits, targets, out, n):
     over it costs time when V is large, so we make as few as we can.
     """
     rows = np.arange(targets.size)
-    if logits.size and -SAFE_LOGIT <= logits.min() and logits.max() <= SAFE_LOGIT:
-        # The shift by the row's largest logit only keeps exp from overflowing (and a row's sum
-        # from underflowing to 0). Logits this close to 0 need no guard, so we save its pass. (The
-        # largest and smallest of the whole array take a third of the time of every row's largest:
-        # one long run of memory, not M short ones.)
-        picked = logits[rows, targets].astype(np.float64)  # the target's logit, (M,)
+    picked = logits[rows, targets].astype(np.float64)  # the target's logit, (M,)
+    # The shift by the row's largest logit only keeps exp from overflowing (and a row's sum from
+    # underflowing to 0). When no logit is above SAFE_LOGIT and no target's logit is below
+    # -SAFE_LOGIT (so that no row's largest is either), exp needs no guard and we save its passes.
+    # (The largest logit of the whole array is also faster to find than every row's largest: one
+    # long run through memory, not M short ones; 26 against 125 us at V = 400, M = 1200.)
+    if picked.size and picked.min() >= -SAFE_LOGIT and logits.max() <= SAFE_LOGIT:
         exps = np.exp(logits, out=out)
     else:
         row_max = logits.max(axis=-1, keepdims=True)
