@@ -594,9 +594,8 @@ def run_compare(args):
         say(f"--- {name}")
         try:
             status = _train_and_report(args.data, dataset, model, config, out / name, False, quiet=True)
-        except TrainingDiverged as error:  # its advice names train's --lr; compare takes --lrs
-            raise TrainingDiverged(f"{name}: " + str(error).replace(
-                "a lower --lr (now", "a lower learning rate for it in --lrs (now")) from None
+        except TrainingDiverged as error:  # its own message names train's --lr; compare takes --lrs
+            raise LstmMusicError(f"{name}: {error.advice('learning rate for it in --lrs')}") from None
         if status:
             return status
         histories[name] = json.loads((out / name / "history.json").read_text())

@@ -51,7 +51,25 @@ EVAL_BATCH_SIZE = 256  # validation has no backward pass, so bigger batches are 
 
 
 class TrainingDiverged(LstmMusicError):
-    """The loss became NaN, infinite or far worse than a uniform guess: the weights are garbage now."""
+    """The loss became NaN, infinite or far worse than a uniform guess: the weights are garbage now.
+
+    It keeps what happened (``loss``, ``epoch``, ``batch``, and ``uniform``, the loss of a uniform
+    guess) and the settings to change (``lr``, ``clip``), so that a caller that names its options
+    differently can word the advice itself: ``advice(lr_option)``.
+    """
+
+    def __init__(self, loss, epoch, batch, uniform, lr, clip):
+        self.loss, self.epoch, self.batch, self.uniform = loss, epoch, batch, uniform
+        self.lr, self.clip = lr, clip
+        super().__init__(self.advice("--lr"))
+
+    def advice(self, lr_option):
+        """The message, with ``lr_option`` naming where the learning rate is set (``"--lr"``)."""
+        clipping = (f"a smaller --clip (now {self.clip})" if self.clip > 0
+                    else "gradient clipping (--clip 5; it is off now)")
+        return (f"the training loss became {self.loss:.4g} at epoch {self.epoch}, batch {self.batch} "
+                f"(a uniform guess scores {self.uniform:.3g}); try a lower {lr_option} (now {self.lr}) "
+                f"or {clipping}")
 
 
 class ConfigError(LstmMusicError):
@@ -298,12 +316,7 @@ class _RunState:
                     else:  # the same, as two halves of the batch in two processes
                         loss, grads = self.parallel.loss(inputs, targets, training=True)
                 if not math.isfinite(loss) or loss > self.exploded:
-                    clipping = (f"a smaller --clip (now {config.clip})" if config.clip > 0
-                                else "gradient clipping (--clip 5; it is off now)")
-                    raise TrainingDiverged(
-                        f"the training loss became {loss:.4g} at epoch {epoch}, batch {self.batch + 1} "
-                        f"(a uniform guess scores {self.uniform:.3g}); try a lower --lr (now "
-                        f"{config.lr}) or {clipping}")
+                    raise TrainingDiverged(loss, epoch, self.batch + 1, self.uniform, config.lr, config.clip)
                 with np.errstate(over="ignore", invalid="ignore"):
                     if self.parallel is None:
                         clip_grad_norm(grads, config.clip)

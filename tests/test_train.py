@@ -1,5 +1,6 @@
 """The training loop: data preparation, history and checkpoints, exact resume, divergence, Ctrl-C."""
 import json
+import math
 import os
 import signal
 
@@ -153,8 +154,12 @@ def test_prepare_data_with_a_fixed_vocabulary_rejects_unknown_chunks():
 
 
 def test_a_diverging_run_stops_with_advice(tmp_path, dataset):
-    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch \d+.*--lr"):
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, batch \d+.*--lr") as caught:
         train(dataset, MODEL, config(optimizer="sgd", lr=1e30, clip=0), tmp_path, progress=False)
+    error = caught.value  # what happened and what to change, for a caller that words its own advice
+    assert (error.epoch, error.lr, error.clip) == (1, 1e30, 0) and error.batch >= 1
+    assert not math.isfinite(error.loss) or error.loss > error.uniform
+    assert "try a lower learning rate in --lrs (now 1e+30)" in error.advice("learning rate in --lrs")
 
 
 def test_output_last_models_train_and_evaluate(tmp_path, dataset):
