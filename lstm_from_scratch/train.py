@@ -63,6 +63,9 @@ class TrainingDiverged(LstmMusicError):
         self.lr, self.clip = lr, clip
         super().__init__(self.advice("--lr"))
 
+    def __reduce__(self):  # copy.copy and the like rebuild it from its fields, not from its message
+        return type(self), (self.loss, self.epoch, self.batch, self.uniform, self.lr, self.clip)
+
     def advice(self, lr_option):
         """The message, with ``lr_option`` naming where the learning rate is set (``"--lr"``)."""
         clipping = (f"a smaller --clip (now {self.clip})" if self.clip > 0

@@ -140,6 +140,18 @@ def test_loss_matches_log_softmax_with_and_without_the_shift(scale, overwrite, r
     np.testing.assert_allclose(dlogits, expected_grad, rtol=1e-10, atol=1e-15)
 
 
+def test_loss_of_unsigned_integer_logits():
+    # Was: uint8 logits above SAFE_LOGIT wrapped around in the shift and gave a wrong loss.
+    from lstm_from_scratch.nn.losses import softmax_cross_entropy
+
+    logits, targets = np.array([[200, 0, 3], [7, 90, 1]], np.uint8), np.array([1, 1])
+    loss, dlogits = softmax_cross_entropy(logits, targets, overwrite_logits=True)
+    expected_loss, expected_grad = softmax_cross_entropy(logits.astype(np.float64), targets)
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    np.testing.assert_allclose(dlogits, expected_grad, rtol=1e-12, atol=1e-300)
+    assert logits[0, 0] == 200  # left alone
+
+
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_loss_with_every_logit_far_below_zero(overwrite, rng):
     # No logit is above SAFE_LOGIT, but in float32 exp(-200) is 0: without the shift every row's sum
@@ -227,6 +239,55 @@ def test_backward_factors_from_the_worker_thread(id_input, rng, monkeypatch):
         np.testing.assert_allclose(dx_fast, dx_slow, rtol=1e-12, atol=1e-13)
     errors = check_layer_gradients(fast, x, state, eps=1e-5, rng=rng)
     assert max(errors.values()) < 1e-6
+
+
+def test_a_new_forward_waits_for_the_factors_of_the_last(rng, monkeypatch):
+    # A training forward hands backward's factors to the worker thread, in work arrays the next
+    # forward of the same shape reuses: that forward must wait for them. Was: a training forward,
+    # then an evaluation forward, then backward sometimes gave wrong gradients.
+    import threading
+    import time
+
+    from lstm_from_scratch.nn import fast_lstm
+
+    real = fast_lstm._backward_factors
+    started = threading.Event()
+
+    def slow_factors(*args):
+        started.set()
+        time.sleep(0.2)
+        return real(*args)
+
+    monkeypatch.setattr(fast_lstm, "BACKGROUND_SIZE", 0)
+    monkeypatch.setattr(fast_lstm, "_backward_factors", slow_factors)
+    slow, fast = random_pair(rng)
+    x, other = rng.integers(0, D, (2, T, B))
+    state, dfinal, dhs = random_state(rng), random_state(rng), rng.standard_normal((T, B, H))
+    fast.training = True
+    fast.forward(other, state)
+    job = fast._factors_job
+    assert started.wait(5)
+    fast.training = False
+    fast.forward(x, state)
+    assert job.done()  # it finished before this forward wrote over its arrays
+    fast.backward(dhs, dfinal)
+    slow.forward(x, state)
+    slow.backward(dhs, dfinal)
+    for key in slow.grads:
+        np.testing.assert_allclose(fast.grads[key], slow.grads[key], rtol=1e-12, atol=1e-13, err_msg=key)
+
+
+@pytest.mark.parametrize("id_input", [False, True])
+def test_an_empty_batch(id_input, rng):
+    # B = 0: no sequences, so every gradient is zero, with the shapes of a real batch.
+    slow, fast = random_pair(rng)
+    x = np.zeros((T, 0), int) if id_input else np.zeros((T, 0, D))
+    for layer in (slow, fast):
+        assert layer.forward(x).shape == (T, 0, H)
+        dx = layer.backward(np.zeros((T, 0, H)))
+        assert (dx is None) if id_input else dx.shape == (T, 0, D)
+        for key, grad in layer.grads.items():
+            assert grad.shape == layer.params[key].shape and not grad.any()
 
 
 @pytest.mark.parametrize("vocab", [3, 40])  # fewer table rows than T * B = 18, and more

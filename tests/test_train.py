@@ -1,4 +1,5 @@
 """The training loop: data preparation, history and checkpoints, exact resume, divergence, Ctrl-C."""
+import copy
 import json
 import math
 import os
@@ -160,6 +161,7 @@ def test_a_diverging_run_stops_with_advice(tmp_path, dataset):
     assert (error.epoch, error.lr, error.clip) == (1, 1e30, 0) and error.batch >= 1
     assert not math.isfinite(error.loss) or error.loss > error.uniform
     assert "try a lower learning rate in --lrs (now 1e+30)" in error.advice("learning rate in --lrs")
+    assert str(copy.copy(error)) == str(error)  # rebuilt from its fields
 
 
 def test_output_last_models_train_and_evaluate(tmp_path, dataset):

@@ -63,7 +63,7 @@ def scatter_add_rows_fast(ids, dout, num_rows):
     tokens (more than ``max_rounds`` occurrences) are summed directly instead, one ``sum`` each.
     """
     ids = ids.reshape(-1)
-    rows = dout.reshape(ids.size, -1)
+    rows = dout.reshape(ids.size, dout.shape[-1])
     dW = np.zeros((num_rows, rows.shape[1]), dtype=dout.dtype)
     if ids.size == 0:
         return dW
@@ -129,7 +129,7 @@ BACKGROUND_SIZE = 2**16  # gates arrays at least this big get their backward fac
 # _backward_factors works through the steps in chunks of about this many gate values (512 KB in
 # float32), so that each of its dozen passes reads arrays still in the CPU's cache from the pass
 # before, not main memory. On our machine (T = 100, H = 128) that took 0.85 ms instead of 1.09 at
-# B = 12, and 1.79 ms instead of 2.34 at B = 24.
+# B = 12, and 1.79 ms instead of 2.34 at B = 24 (before the copy gate by gate; see _backward_factors).
 FACTORS_CHUNK = 2**17
 
 
@@ -149,8 +149,8 @@ def _backward_factors(gates, cs_all, tanh_cs, scratch):
     """
     T = len(tanh_cs)
     K, L, M, by_gate = scratch["K"], scratch["L"], scratch["M"], scratch["by_gate"]
-    per_gate = gates.reshape(T, gates.shape[1], 4, -1)
-    steps = max(1, FACTORS_CHUNK // gates[0].size)
+    per_gate = gates.reshape(*tanh_cs.shape[:2], 4, tanh_cs.shape[2])  # (T, B, 4, H)
+    steps = max(1, FACTORS_CHUNK // max(1, gates[0].size))
     for start in range(0, T, steps):
         stop = min(start + steps, T)
         part = slice(start, stop)
@@ -162,7 +162,7 @@ def _backward_factors(gates, cs_all, tanh_cs, scratch):
 def _factors_of_steps(by_gate, cs_prev, tanh_cs, K, L, M):
     """``_backward_factors`` for a run of S steps: by_gate (4, S, B, H), cs_prev (S, B, H) the cells
     c_{t-1}, tanh_cs (S, B, H) in; K (3, S, B, H), L (S, B, H), M (S, B, H) written."""
-    i, f, g, o = by_gate
+    i, _, g, o = by_gate
     # The gate derivatives s' for all steps: s(1-s) for the sigmoids i, f, o, 1-g^2 for the tanh g ...
     np.subtract(1, by_gate[:2], out=K[:2])
     K[:2] *= by_gate[:2]
@@ -239,10 +239,10 @@ class FastLSTM(LSTM):
 
         Fresh multi-megabyte arrays at every call would cost more than the arithmetic on them: the
         operating system hands out new memory page by page, zeroed, at first touch.
-        Returns a dict: "recurrent" (B, 4H), "product" (B, H), "tanh_cs" (T, B, H),
-        "by_gate" (4, T, B, H), "K" (3, T, B, H), "L" (T, B, H), "M" (T, B, H), "da" (T, B, 4, H),
-        and "mul", "add" (B, 4H): the rows of
-        ``_gate_constants``'s mul and add repeated B times (see ``forward``).
+        Returns a dict: "recurrent" (B, 4H), "product" (B, H), "tanh_cs" (T, B, H), "by_gate"
+        (4, T, B, H), "K" (3, T, B, H), "L" (T, B, H), "M" (T, B, H), "da" (T, B, 4, H), and "mul",
+        "add" (B, 4H): the rows of ``_gate_constants``'s mul and add repeated B times (see
+        ``forward``).
         """
         key = (T, B, self.dtype)
         if getattr(self, "_scratch_key", None) != key:
@@ -267,6 +267,11 @@ class FastLSTM(LSTM):
         final (hs the (T, B, H) array forward will return), so that the layer above can start on
         those steps, on another thread, while this loop goes on (see ``Model.forward``).
         """
+        if getattr(self, "_factors_job", None) is not None:
+            # The last training forward's factors may still be under way on the worker thread, in
+            # the work arrays this call is about to reuse: let them finish first.
+            self._factors_job.result()
+            self._factors_job = None
         Wx, Wh, b = self.params["Wx"], self.params["Wh"], self.params["b"]
         H = self.hidden_size
         scale = self._gate_constants()[0]
@@ -396,7 +401,7 @@ class FastLSTM(LSTM):
             self.grads["Wx"] = scatter_add_rows_fast(self.x, da_flat, self.input_size)
             dx = None
         else:
-            self.grads["Wx"] = self.x.reshape(T * B, -1).T @ da_flat
-            dx = (da_flat @ Wx.T).reshape(T, B, -1)
+            self.grads["Wx"] = self.x.reshape(T * B, self.input_size).T @ da_flat
+            dx = (da_flat @ Wx.T).reshape(T, B, self.input_size)
         self.grads["Wh"] = dWh.result()
         return dx

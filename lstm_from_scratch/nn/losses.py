@@ -14,8 +14,9 @@ from .fast_background import background
 # Logit arrays with at least this many numbers are split between two threads.
 PARALLEL_SIZE = 2**18
 
-# |logit| at most this: exp needs no shift (e^60 ~ 1e26; float32 overflows above e^88, and a row sum
-# of V such terms stays finite for any vocabulary that fits in memory).
+# With no logit above this and no target's logit below minus this, exp needs no shift (e^60 ~ 1e26;
+# float32 overflows above e^88, and a row sum of V such terms stays finite for any vocabulary that fits
+# in memory; a row's sum is at least e^-60, since its target's term is). Float32 and float64 only.
 SAFE_LOGIT = 60.0
 
 
@@ -34,7 +35,7 @@ def softmax(logits, axis=-1):
 def softmax_cross_entropy(logits, targets, overwrite_logits=False):
     """Mean cross-entropy of softmax(logits) against integer targets, and its gradient.
 
-    logits: (..., V) floats; targets: (...) integers in [0, V).
+    logits: (..., V) floats (other numbers are converted to float64); targets: (...) integers in [0, V).
     Returns (loss, dlogits): loss is a Python float, the mean of -log p[target] over all targets;
     dlogits (..., V) is (softmax(logits) - onehot(targets)) / N, with N the number of targets.
     With ``overwrite_logits=True`` (for a caller that no longer needs them, like ``Model.loss``),
@@ -55,14 +56,15 @@ def softmax_cross_entropy(logits, targets, overwrite_logits=False):
             f"softmax_cross_entropy: targets must lie in [0, {num_classes}), "
             f"got min {targets.min()} and max {targets.max()}"
         )
+    if not np.issubdtype(logits.dtype, np.floating):
+        logits = logits.astype(np.float64)  # integer logits would wrap around in the shift
     flat_logits = logits.reshape(-1, num_classes)
     flat_targets = targets.reshape(-1)
     n = flat_targets.size
-    floating = np.issubdtype(flat_logits.dtype, np.floating)
-    if overwrite_logits and floating and flat_logits.flags.writeable:
+    if overwrite_logits and flat_logits.flags.writeable:
         dlogits = flat_logits
     else:
-        dlogits = np.empty(flat_logits.shape, dtype=flat_logits.dtype if floating else np.float64)
+        dlogits = np.empty_like(flat_logits)
     # Each row is its own softmax, so for a big array a second thread does the second half of the
     # rows while this one does the first (nn/fast_background.py).
     half = n // 2 if flat_logits.size >= PARALLEL_SIZE else n

@@ -180,5 +180,5 @@ class LSTM:
         if self.ids_input:
             self.grads["Wx"] = scatter_add_rows(self.x, da, self.input_size)
             return None
-        self.grads["Wx"] = self.x.reshape(T * B, -1).T @ da_flat
+        self.grads["Wx"] = self.x.reshape(T * B, self.input_size).T @ da_flat
         return da @ Wx.T
