@@ -13,6 +13,7 @@ The roulette wheel is the seed project's sampler: token i is picked with probabi
 crash ("probabilities do not sum to 1" is a classic bug of `rng.choice(V, p=p)`).
 """
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,6 @@ from .checkpoint import CheckpointError
 from .errors import DataError
 from .music import events
 from .music.vocab import Vocabulary, VocabularyError
-from .nn.losses import softmax
 from .nn.model import Model
 from .train import load_run
 
@@ -43,8 +43,8 @@ def roulette_wheel(probs, rng):
     """
     probs = np.asarray(probs, dtype=np.float64)
     edges = np.cumsum(probs)
-    total = edges[-1]
-    if not np.isfinite(total) or total <= 0:
+    total = float(edges[-1])
+    if not math.isfinite(total) or total <= 0:
         raise ValueError(f"cannot sample: the probabilities sum to {total}")
     index = int(np.searchsorted(edges, rng.random() * total, side="right"))
     if index == len(probs):  # u * total rounded up to total: take the last slice that has width
@@ -62,14 +62,21 @@ def apply_temperature(logits, temperature=1.0):
     tokens, T > 1 flattens towards uniform. As T -> 0 the distribution becomes one-hot on the
     argmax; we return exactly that for T <= MIN_TEMPERATURE instead of dividing by ~0.
     """
-    logits = np.asarray(logits, dtype=np.float64)
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    probs = np.array(logits, dtype=np.float64)  # a copy, in float64: the steps below work in it
     if temperature <= MIN_TEMPERATURE:
-        probs = np.zeros_like(logits)
-        probs[np.argmax(logits)] = 1.0
-        return probs
-    return softmax(logits / temperature)
+        one_hot = np.zeros_like(probs)
+        one_hot[np.argmax(probs)] = 1.0
+        return one_hot
+    # softmax(logits / T) in place: the steps of nn.losses.softmax (shift by the largest, exp, divide
+    # by the sum), without its new arrays, since generation does this once for every token.
+    if temperature != 1:
+        probs /= temperature
+    probs -= probs.max()
+    np.exp(probs, out=probs)
+    probs /= probs.sum()
+    return probs
 
 
 def top_k_filter(probs, k=None):
