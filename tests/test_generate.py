@@ -74,6 +74,17 @@ def test_temperature_one_is_softmax_and_near_zero_is_argmax():
         apply_temperature(logits, -1.0)
 
 
+def test_temperature_is_exactly_softmax_of_the_scaled_logits():
+    # apply_temperature works in place in one copy, for speed; the numbers must stay those of
+    # softmax(logits / T), so that a seed gives the same piece as before. The logits are left alone.
+    logits = np.random.default_rng(3).normal(size=300).astype(np.float32) * 4
+    kept = logits.copy()
+    for temperature in (1.0, 0.7, 1.3):
+        expected = softmax(logits.astype(np.float64) / temperature)
+        np.testing.assert_array_equal(apply_temperature(logits, temperature), expected)
+    np.testing.assert_array_equal(logits, kept)
+
+
 def test_tiny_positive_temperature_does_not_overflow():
     probs = apply_temperature(np.array([1e4, -1e4, 0.0]), 2e-6)
     assert np.all(np.isfinite(probs)) and probs.argmax() == 0
