@@ -318,12 +318,12 @@ def test_backward_factors_in_chunks_of_steps(steps_per_chunk, rng, monkeypatch):
     monkeypatch.setattr(fast_lstm, "FACTORS_CHUNK", 10**9)  # one chunk
     fast.forward(x, state)
     scratch = fast._scratch(T, B)
-    whole = [a.copy() for a in fast_lstm._backward_factors(fast.gates, fast.cs_all, fast.tanh_cs, scratch)]
+    whole = [a.copy() for a in fast_lstm._backward_factors(fast.by_step, fast.cs_all, fast.tanh_cs, scratch)]
     monkeypatch.setattr(fast_lstm, "FACTORS_CHUNK", steps_per_chunk * B * 4 * H)
-    names = ("K", "L", "M", "by_gate")
+    names = ("K", "L", "M")
     for name in names:
         scratch[name][...] = np.nan  # nothing may be left over from the call above
-    chunked = fast_lstm._backward_factors(fast.gates, fast.cs_all, fast.tanh_cs, scratch)
+    chunked = fast_lstm._backward_factors(fast.by_step, fast.cs_all, fast.tanh_cs, scratch)
     assert len(chunked) == len(names)
     for name, expected, got in zip(names, whole, chunked):
         np.testing.assert_array_equal(got, expected, err_msg=name)

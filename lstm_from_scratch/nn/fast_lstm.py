@@ -14,16 +14,21 @@ arrays inside the loop):
 1. **One tanh for all four gates.** ``sigmoid(a) = 0.5 + 0.5 * tanh(a / 2)``. The i, f, o columns of
    ``Wx``, ``Wh`` and ``b`` are halved once per call (``scale`` from ``_gate_constants``), so a single
    ``tanh`` over the (B, 4H) slab gives tanh(a/2) for i, f, o and tanh(a) for g; one multiply and one
-   add (``mul``, ``add``, kept as full (B, 4H) arrays: a same-shape multiply is twice as fast as a
-   broadcast one) then turn the i, f, o blocks into sigmoids and leave g alone.
-2. **The input projection for all steps at once**, before the loop: a row gather ``(Wx + b)[ids]``
+   add (``mul``, ``add``, kept as full arrays: a same-shape multiply is twice as fast as a broadcast
+   one) then turn the i, f, o blocks into sigmoids and leave g alone.
+2. **The gate values gate by gate.** In a (B, 4H) slab one gate's numbers come in B runs of H, and
+   NumPy works through such a (B, H) slice run by run: a multiply of two such slices took 1.1 us
+   against 0.4 for two whole (B, H) arrays (B = 12, H = 128). So that single tanh writes step t's
+   gates into ``by_step[t]``, a (4, B, H) block where each gate is one run of memory, and every
+   later call on a gate (the rest of the step, backward's factors in point 5, backward's loop)
+   reads it whole. ``gates`` (T, B, 4H), the layout of ``LSTM``, is made from it when asked for.
+3. **The input projection for all steps at once**, before the loop: a row gather ``(Wx + b)[ids]``
    for ids (scaled and with b added in the table or in the rows gathered, whichever is smaller),
-   one (T*B, D) @ (D, 4H) product for floats. Its buffer then becomes ``gates``: step t
-   overwrites its slice in place.
-3. **``out=`` everywhere inside the loops**, into the (T, ...) arrays that backward needs anyway, or
+   one (T*B, D) @ (D, 4H) product for floats. Step t adds its recurrent product to its slice.
+4. **``out=`` everywhere inside the loops**, into the (T, ...) arrays that backward needs anyway, or
    into private work arrays made once per (T, B) and reused (``_scratch``): fresh multi-megabyte
    arrays cost page faults at every call.
-4. **Backward moves every factor that does not depend on the recurrence out of the loop**, computed
+5. **Backward moves every factor that does not depend on the recurrence out of the loop**, computed
    for all T at once: with s' the gate derivatives (i(1-i), f(1-f), 1-g^2, o(1-o))::
 
        dc_t    = dc_{t+1} * f_{t+1}  +  dh_t * M_t         M = o * (1 - tanh(c)^2)
@@ -31,16 +36,16 @@ arrays inside the loop):
        da_o    = dh_t * L_t                                L = tanh(c) * s'_o
 
    which leaves six elementwise calls and one product per step. K, L and M are computed a few
-   steps at a time (``FACTORS_CHUNK``), so that their passes run in the CPU's cache, from a copy
-   of the gates laid out gate by gate, so that each pass runs over one stretch of memory.
+   steps at a time (``FACTORS_CHUNK``), so that their passes run in the CPU's cache, and gate by
+   gate (point 2).
    While ``Model`` trains, backward may start before all of dh is there: the worker thread still
    writes its earlier half (``wait_for``, and ``_input_grad_halves`` in ``nn/model.py``).
-5. **The scatter-add for id input without ``np.add.at``** (``scatter_add_rows_fast``).
-6. **The step products in row blocks** small enough for OpenBLAS's single-thread small-matrix kernel,
+6. **The scatter-add for id input without ``np.add.at``** (``scatter_add_rows_fast``).
+7. **The step products in row blocks** small enough for OpenBLAS's single-thread small-matrix kernel,
    where it has one (``row_blocks``).
-7. **``step``**, one time step for generation at batch 1, with nothing kept for backward.
-8. **The worker thread** (``nn/fast_background.py``): while training, forward hands it backward's
-   factors (point 4) as soon as the loop ends, and backward hands it the product for dWh while this
+8. **``step``**, one time step for generation at batch 1, with nothing kept for backward.
+9. **The worker thread** (``nn/fast_background.py``): while training, forward hands it backward's
+   factors (point 5) as soon as the loop ends, and backward hands it the product for dWh while this
    thread does the scatter-add. ``Model`` also lets the layer above start on the steps already done
    (forward's ``on_step``, backward's ``wait_for``).
 """
@@ -129,39 +134,33 @@ BACKGROUND_SIZE = 2**16  # gates arrays at least this big get their backward fac
 # _backward_factors works through the steps in chunks of about this many gate values (512 KB in
 # float32), so that each of its dozen passes reads arrays still in the CPU's cache from the pass
 # before, not main memory. On our machine (T = 100, H = 128) that took 0.85 ms instead of 1.09 at
-# B = 12, and 1.79 ms instead of 2.34 at B = 24 (before the copy gate by gate; see _backward_factors).
+# B = 12, and 1.79 ms instead of 2.34 at B = 24 (before the gates were kept gate by gate, point 2).
 FACTORS_CHUNK = 2**17
 
 
-def _backward_factors(gates, cs_all, tanh_cs, scratch):
-    """The factors K (3, T, B, H), L (T, B, H) and M (T, B, H) of point 4 in the module docstring,
-    written into ``scratch["K"]``, ``scratch["L"]`` and ``scratch["M"]``, from the forward's gates
-    (T, B, 4H), cells cs_all (T+1, B, H) and tanh(c) (T, B, H). Returns (K, L, M, by_gate), with
-    by_gate (4, T, B, H) the gates i, f, g, o copied gate by gate (``scratch["by_gate"]``).
+def _backward_factors(by_step, cs_all, tanh_cs, scratch):
+    """The factors K (3, T, B, H), L (T, B, H) and M (T, B, H) of point 5 in the module docstring,
+    written into ``scratch["K"]``, ``scratch["L"]`` and ``scratch["M"]`` and returned, from the
+    forward's gate values by_step (T, 4, B, H), cells cs_all (T+1, B, H) and tanh(c) (T, B, H).
 
-    Why the copy: in (T, B, 4H) one gate's numbers come in runs of H, so NumPy works through a
-    (T, B, H) slice of one gate run by run, T*B short runs per pass, and that costs more than the
-    arithmetic. One copying pass puts each gate's numbers in one run (``by_gate``); the dozen
-    passes after it then each run over one long stretch of memory (0.52 ms instead of 0.88 at
-    B = 12 on our machine). K is kept gate by gate too: written as (T, B, 3, H), its last passes
-    would be made of short runs again (0.70 ms in all), which costs more than backward's loop loses
-    by reading it gate by gate (about 0.07 ms).
+    K is kept gate by gate, like the gates (point 2): its passes here then run over whole (B, H)
+    blocks, and backward's loop reads K[:, t] as three of them.
     """
     T = len(tanh_cs)
-    K, L, M, by_gate = scratch["K"], scratch["L"], scratch["M"], scratch["by_gate"]
-    per_gate = gates.reshape(*tanh_cs.shape[:2], 4, tanh_cs.shape[2])  # (T, B, 4, H)
-    steps = max(1, FACTORS_CHUNK // max(1, gates[0].size))
+    K, L, M = scratch["K"], scratch["L"], scratch["M"]
+    by_gate = by_step.transpose(1, 0, 2, 3)  # (4, T, B, H) view: by_gate[k] is gate k at every step
+    steps = max(1, FACTORS_CHUNK // max(1, by_step[0].size))
     for start in range(0, T, steps):
         stop = min(start + steps, T)
         part = slice(start, stop)
-        np.copyto(by_gate[:, part], per_gate[part].transpose(2, 0, 1, 3))
         _factors_of_steps(by_gate[:, part], cs_all[start:stop], tanh_cs[part], K[:, part], L[part], M[part])
-    return K, L, M, by_gate
+    return K, L, M
 
 
 def _factors_of_steps(by_gate, cs_prev, tanh_cs, K, L, M):
-    """``_backward_factors`` for a run of S steps: by_gate (4, S, B, H), cs_prev (S, B, H) the cells
-    c_{t-1}, tanh_cs (S, B, H) in; K (3, S, B, H), L (S, B, H), M (S, B, H) written."""
+    """``_backward_factors`` for a run of S steps: by_gate (4, S, B, H) the gates i, f, g, o,
+    cs_prev (S, B, H) the cells c_{t-1}, tanh_cs (S, B, H) in; K (3, S, B, H), L and M (S, B, H)
+    written."""
     i, _, g, o = by_gate
     # The gate derivatives s' for all steps: s(1-s) for the sigmoids i, f, o, 1-g^2 for the tanh g ...
     np.subtract(1, by_gate[:2], out=K[:2])
@@ -185,6 +184,13 @@ class FastLSTM(LSTM):
 
     The readable version, line for line with the equations, is ``LSTM`` in ``nn/lstm.py``.
     """
+
+    @property
+    def gates(self):
+        """The gate values of the last ``forward``, (T, B, 4H) with i, f, g, o side by side, as
+        ``LSTM.gates``: a fresh copy of ``by_step`` (T, 4, B, H), where the loop keeps them."""
+        T, _, B, H = self.by_step.shape
+        return self.by_step.transpose(0, 2, 1, 3).reshape(T, B, 4 * H)
 
     def _gate_constants(self):
         """(scale, mul, add), each (4H,): see point 1 in the module docstring. Made once, then kept."""
@@ -239,23 +245,26 @@ class FastLSTM(LSTM):
 
         Fresh multi-megabyte arrays at every call would cost more than the arithmetic on them: the
         operating system hands out new memory page by page, zeroed, at first touch.
-        Returns a dict: "recurrent" (B, 4H), "product" (B, H), "tanh_cs" (T, B, H), "by_gate"
-        (4, T, B, H), "K" (3, T, B, H), "L" (T, B, H), "M" (T, B, H), "da" (T, B, 4, H), and "mul",
-        "add" (B, 4H): the rows of ``_gate_constants``'s mul and add repeated B times (see
-        ``forward``).
+        Returns a dict: "by_step" (T, 4, B, H) the gate values (point 2 in the module docstring),
+        "recurrent" (B, 4H), "product" (B, H), "tanh_cs" (T, B, H), "K" (3, T, B, H), "L" (T, B, H),
+        "M" (T, B, H), "da" (T, B, 4, H), and "mul", "add" (4, B, H): ``_gate_constants``'s mul and
+        add gate by gate, each gate's row repeated B times (see ``forward``).
         """
         key = (T, B, self.dtype)
         if getattr(self, "_scratch_key", None) != key:
             H, dtype = self.hidden_size, self.dtype
             _, mul, add = self._gate_constants()
             self._scratch_key = key
+
+            def by_gate(row):  # (4H,) -> (4, B, H): gate k's H numbers, repeated B times
+                return np.ascontiguousarray(np.broadcast_to(row.reshape(4, 1, H), (4, B, H)))
+
             self._scratch_arrays = {
+                "by_step": np.empty((T, 4, B, H), dtype),
                 "recurrent": np.empty((B, 4 * H), dtype), "product": np.empty((B, H), dtype),
                 "tanh_cs": np.empty((T, B, H), dtype), "K": np.empty((3, T, B, H), dtype),
-                "by_gate": np.empty((4, T, B, H), dtype),
                 "L": np.empty((T, B, H), dtype), "M": np.empty((T, B, H), dtype),
-                "da": np.empty((T, B, 4, H), dtype),
-                "mul": np.tile(mul, (B, 1)), "add": np.tile(add, (B, 1)),
+                "da": np.empty((T, B, 4, H), dtype), "mul": by_gate(mul), "add": by_gate(add),
             }
         return self._scratch_arrays
 
@@ -280,23 +289,33 @@ class FastLSTM(LSTM):
         if self.ids_input:
             x = check_ids(x, self.input_size, "LSTM")
             T, B = x.shape
+        else:
+            x = x.astype(self.dtype, copy=False)
+            T, B, D = x.shape
+        scratch = self._scratch(T, B)
+        by_step = scratch["by_step"]  # (T, 4, B, H): the gate values, gate by gate (point 2)
+        # Before the loop the same memory holds the scaled input projection, step t as a (B, 4H)
+        # slab; step t reads its slab, then writes its gate values over it. One array, not two:
+        # a second 2.4 MB array (T = 100, B = 12, H = 128) pushed more of everything else out of
+        # the CPU's cache than the loop saved.
+        pre = by_step.reshape(T, B, 4 * H)
+        if self.ids_input:
             # onehot(x) @ Wx + b = (Wx + b)[x], since a one-hot row sums to 1. Scale and add b where
             # there are fewer rows: in the (D, 4H) table before picking rows from it, or in the
             # (T, B, 4H) rows picked (V = 1500 against the 1200 rows of half a batch: 0.38 ms
             # instead of 0.61). The same operations on each number, so the same numbers.
+            # (mode="clip": the ids are checked above, and "raise" would copy the result once more.)
             if len(Wx) <= T * B:
                 table = Wx * scale
                 table += b * scale
-                gates = np.take(table, x, axis=0)  # (T, B, 4H), a fresh array
+                np.take(table, x, axis=0, out=pre, mode="clip")
             else:
-                gates = np.take(Wx, x, axis=0)
-                gates *= scale
-                gates += b * scale
+                np.take(Wx, x, axis=0, out=pre, mode="clip")
+                pre *= scale
+                pre += b * scale
         else:
-            x = x.astype(self.dtype, copy=False)
-            T, B, D = x.shape
-            gates = (x.reshape(T * B, D) @ (Wx * scale)).reshape(T, B, 4 * H)
-            gates += b * scale
+            np.matmul(x.reshape(T * B, D), Wx * scale, out=pre.reshape(T * B, 4 * H))
+            pre += b * scale
         Wh_scaled = Wh * scale
 
         # hs_all[0] and cs_all[0] hold the initial state, so step t reads t and writes t + 1.
@@ -309,36 +328,35 @@ class FastLSTM(LSTM):
             if h0.shape != (B, H) or c0.shape != (B, H):
                 raise ValueError(f"LSTM: state must be two ({B}, {H}) arrays, got {h0.shape} and {c0.shape}")
             hs_all[0], cs_all[0] = h0, c0
-        scratch = self._scratch(T, B)
-        tanh_cs, recurrent, product = scratch["tanh_cs"], scratch["recurrent"], scratch["product"]
-        # mul and add as full (B, 4H) arrays: NumPy multiplies two same-shape arrays in one pass,
-        # about twice as fast as it broadcasts a (4H,) row over B rows.
-        mul_rows, add_rows = scratch["mul"], scratch["add"]
-        per_gate = gates.reshape(T, B, 4, H)
-        i_all, f_all, g_all, o_all = (per_gate[:, :, k] for k in range(4))  # (T, B, H) views
+        tanh_cs = scratch["tanh_cs"]
+        recurrent, product = scratch["recurrent"], scratch["product"]
+        # mul and add as full (4, B, H) arrays: NumPy multiplies two same-shape arrays in one pass,
+        # about twice as fast as it broadcasts a row over B rows.
+        mul, add = scratch["mul"], scratch["add"]
 
         blocks = row_blocks(B, H, 4 * H)
         call_step, callback = (-1, None) if on_step is None else on_step
         for t in range(T):
             if t == call_step:
                 callback(hs_all[1:], t)
-            a = gates[t]  # (B, 4H): the scaled input projection, overwritten by the gate values
             for rows in blocks:
                 np.matmul(hs_all[t, rows], Wh_scaled, out=recurrent[rows])
-            a += recurrent
-            np.tanh(a, out=a)
-            a *= mul_rows
-            a += add_rows  # now i, f, g, o
+            a = np.add(pre[t], recurrent, out=recurrent)  # (B, 4H): the scaled pre-activations
+            gates = by_step[t]  # (4, B, H), over pre[t]: gate k is gates[k], one run of memory
+            np.tanh(a.reshape(B, 4, H).transpose(1, 0, 2), out=gates)
+            gates *= mul
+            gates += add  # now i, f, g, o
+            i, f, g, o = gates
             c = cs_all[t + 1]
-            np.multiply(f_all[t], cs_all[t], out=c)
-            np.multiply(i_all[t], g_all[t], out=product)
+            np.multiply(f, cs_all[t], out=c)
+            np.multiply(i, g, out=product)
             c += product
             np.tanh(c, out=tanh_cs[t])
-            np.multiply(o_all[t], tanh_cs[t], out=hs_all[t + 1])
+            np.multiply(o, tanh_cs[t], out=hs_all[t + 1])
 
         if callback is not None and not 0 <= call_step < T:  # the loop never reached it
             callback(hs_all[1:], min(max(call_step, 0), T))
-        self.x, self.gates, self.tanh_cs = x, gates, tanh_cs
+        self.x, self.by_step, self.tanh_cs = x, by_step, tanh_cs
         self.hs_all, self.cs_all = hs_all, cs_all
         self.hs, self.cs = hs_all[1:], cs_all[1:]
         self.h0, self.c0 = hs_all[0], cs_all[0]
@@ -346,8 +364,8 @@ class FastLSTM(LSTM):
         # Backward's factors depend on nothing that comes later, so while training the worker
         # thread computes them now, while this one goes on with the layers above and the loss.
         self._factors_job = None
-        if self.training and gates.size >= BACKGROUND_SIZE:
-            self._factors_job = background().submit(_backward_factors, gates, cs_all, tanh_cs, scratch)
+        if self.training and by_step.size >= BACKGROUND_SIZE:
+            self._factors_job = background().submit(_backward_factors, by_step, cs_all, tanh_cs, scratch)
         return self.hs
 
     def backward(self, dhs, dfinal_state=None, wait_for=None):
@@ -364,9 +382,9 @@ class FastLSTM(LSTM):
         dhs = np.asarray(dhs, dtype=self.dtype)
         scratch = self._scratch(T, B)
         job = getattr(self, "_factors_job", None)
-        K, L, M, by_gate = job.result() if job is not None else _backward_factors(
-            self.gates, self.cs_all, self.tanh_cs, scratch)
-        f_all = by_gate[1]  # (T, B, H), f gate by gate: one run of memory per step
+        K, L, M = job.result() if job is not None else _backward_factors(self.by_step, self.cs_all,
+                                                                          self.tanh_cs, scratch)
+        f_all = self.by_step[:, 1]  # (T, B, H): the forget gate, one run of memory per step
 
         da = scratch["da"]  # gradient of the (unscaled) pre-activations a_t, (T, B, 4, H)
         da_by_gate = da.transpose(0, 2, 1, 3)  # (T, 4, B, H) view: da_by_gate[t, k] is gate k's (B, H)
