@@ -277,6 +277,22 @@ def test_a_new_forward_waits_for_the_factors_of_the_last(rng, monkeypatch):
         np.testing.assert_allclose(fast.grads[key], slow.grads[key], rtol=1e-12, atol=1e-13, err_msg=key)
 
 
+def test_gates_are_laid_out_once_per_forward(rng):
+    # FastLSTM keeps its gates gate by gate and lays them out as LSTM's (T, B, 4H) when asked: the
+    # same array on every use, until the next forward, which brings its own values.
+    slow, fast = random_pair(rng)
+    x, other = rng.integers(0, D, (2, T, B))
+    fast.forward(x)
+    first = fast.gates
+    assert fast.gates is first and first.shape == (T, B, 4 * H)
+    fast.forward(other)
+    slow.forward(other)
+    assert fast.gates is not first
+    np.testing.assert_allclose(fast.gates, slow.gates, rtol=1e-12, atol=1e-14)
+    slow.forward(x)
+    np.testing.assert_allclose(first, slow.gates, rtol=1e-12, atol=1e-14)  # the old values, kept
+
+
 @pytest.mark.parametrize("id_input", [False, True])
 def test_an_empty_batch(id_input, rng):
     # B = 0: no sequences, so every gradient is zero, with the shapes of a real batch.

@@ -188,9 +188,12 @@ class FastLSTM(LSTM):
     @property
     def gates(self):
         """The gate values of the last ``forward``, (T, B, 4H) with i, f, g, o side by side, as
-        ``LSTM.gates``: a fresh copy of ``by_step`` (T, 4, B, H), where the loop keeps them."""
-        T, _, B, H = self.by_step.shape
-        return self.by_step.transpose(0, 2, 1, 3).reshape(T, B, 4 * H)
+        ``LSTM.gates``: laid out from ``by_step`` (T, 4, B, H), where the loop keeps them, on the
+        first use after each ``forward``, then kept (the same array until the next ``forward``)."""
+        if getattr(self, "_gates", None) is None:
+            T, _, B, H = self.by_step.shape
+            self._gates = self.by_step.transpose(0, 2, 1, 3).reshape(T, B, 4 * H)
+        return self._gates
 
     def _gate_constants(self):
         """(scale, mul, add), each (4H,): see point 1 in the module docstring. Made once, then kept."""
@@ -356,7 +359,7 @@ class FastLSTM(LSTM):
 
         if callback is not None and not 0 <= call_step < T:  # the loop never reached it
             callback(hs_all[1:], min(max(call_step, 0), T))
-        self.x, self.by_step, self.tanh_cs = x, by_step, tanh_cs
+        self.x, self.by_step, self.tanh_cs, self._gates = x, by_step, tanh_cs, None
         self.hs_all, self.cs_all = hs_all, cs_all
         self.hs, self.cs = hs_all[1:], cs_all[1:]
         self.h0, self.c0 = hs_all[0], cs_all[0]
