@@ -170,8 +170,8 @@ def _add_training_options(parser, optimizer=True):
     group.add_argument("--transpose", type=int, metavar="N",
                        help="also train on each piece moved by -N..+N semitones (default 0)")
     group.add_argument("--processes", type=int, choices=[1, 2],
-                       help="2: each batch as two halves, the second in a helper process, up to "
-                            "1.5x faster on two cores; 1: one process (default 2)")
+                       help="2: each batch as two halves, the second in a helper process, 1.1-1.6x "
+                            "faster on two cores; 1: one process (default 2)")
 
 
 def build_parser():
