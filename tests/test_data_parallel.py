@@ -223,17 +223,23 @@ def test_a_helper_that_cannot_start_leaves_the_numbers_alone(executable, helper_
     assert [loss for loss, _, _ in got] == [loss for loss, _, _ in expected]
 
 
+def shell_script(folder, body):
+    """An executable /bin/sh script running ``body``, to stand in for Python as the helper (skips
+    the test where there is no such shell). Returns its path as a string."""
+    if os.name != "posix":
+        pytest.skip("needs a shell script")
+    script = folder / "fake-python"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
 def test_a_helper_that_never_answers_is_given_up(helper_at_once, monkeypatch, tmp_path):
     """A helper that hangs (here: a program that ignores its commands and sleeps) is given up after
     REPLY_SECONDS; this process computes both halves, with the same numbers."""
-    if os.name != "posix":
-        pytest.skip("needs a shell script")
-    silent = tmp_path / "silent"
-    silent.write_text("#!/bin/sh\nexec sleep 60\n")
-    silent.chmod(0o755)
     config = CONFIGS["lstm+dropout, sequence"]
     expected, _ = train_steps(config, 1, 4, steps=2)
-    monkeypatch.setattr(data_parallel.sys, "executable", str(silent))
+    monkeypatch.setattr(data_parallel.sys, "executable", shell_script(tmp_path, "exec sleep 60"))
     monkeypatch.setattr(data_parallel, "REPLY_SECONDS", 0.3)
     started = time.monotonic()
     with pytest.warns(data_parallel.HelperWarning, match="did not answer within 0.3 s"):
@@ -624,14 +630,9 @@ def test_one_block_of_shared_memory_for_an_epoch_with_a_smaller_last_batch(helpe
 
 
 def test_a_helper_that_prints_something_else_is_given_up(helper_at_once, monkeypatch, tmp_path):
-    if os.name != "posix":
-        pytest.skip("needs a shell script")
-    chatty = tmp_path / "chatty"
-    chatty.write_text("#!/bin/sh\necho hello\nexec sleep 60\n")
-    chatty.chmod(0o755)
     config = CONFIGS["lstm+dropout, sequence"]
     expected, _ = train_steps(config, 1, 4, steps=2)
-    monkeypatch.setattr(data_parallel.sys, "executable", str(chatty))
+    monkeypatch.setattr(data_parallel.sys, "executable", shell_script(tmp_path, "echo hello\nexec sleep 60"))
     with pytest.warns(data_parallel.HelperWarning, match="not a reply"):
         got, used_helper = train_steps(config, 2, 4, steps=2)
     assert not used_helper

@@ -30,6 +30,12 @@ def random_state(rng, scale=0.5):
     return scale * rng.standard_normal((B, H)), scale * rng.standard_normal((B, H))
 
 
+def assert_same_grads(fast, slow):
+    """The FastLSTM's gradients equal the readable LSTM's, to float64 rounding."""
+    for key in slow.grads:
+        np.testing.assert_allclose(fast.grads[key], slow.grads[key], rtol=1e-12, atol=1e-13, err_msg=key)
+
+
 @pytest.mark.parametrize("id_input", [False, True])
 @pytest.mark.parametrize("with_state", [False, True])
 def test_fast_lstm_gradients(id_input, with_state, rng):
@@ -191,8 +197,7 @@ def test_fast_lstm_same_numbers_with_or_without_row_blocks(split, rng, monkeypat
     np.testing.assert_allclose(fast.forward(ids), slow.forward(ids), rtol=1e-12, atol=1e-14)
     fast.backward(dhs)
     slow.backward(dhs)
-    for key in slow.grads:
-        np.testing.assert_allclose(fast.grads[key], slow.grads[key], rtol=1e-12, atol=1e-13, err_msg=key)
+    assert_same_grads(fast, slow)
 
 
 def test_background_thread_works_in_a_forked_process():
@@ -233,8 +238,7 @@ def test_backward_factors_from_the_worker_thread(id_input, rng, monkeypatch):
     dx_fast = fast.backward(dhs, dfinal)
     slow.forward(x, state)
     dx_slow = slow.backward(dhs, dfinal)
-    for key in slow.grads:
-        np.testing.assert_allclose(fast.grads[key], slow.grads[key], rtol=1e-12, atol=1e-13, err_msg=key)
+    assert_same_grads(fast, slow)
     if not id_input:
         np.testing.assert_allclose(dx_fast, dx_slow, rtol=1e-12, atol=1e-13)
     errors = check_layer_gradients(fast, x, state, eps=1e-5, rng=rng)
@@ -273,8 +277,7 @@ def test_a_new_forward_waits_for_the_factors_of_the_last(rng, monkeypatch):
     fast.backward(dhs, dfinal)
     slow.forward(x, state)
     slow.backward(dhs, dfinal)
-    for key in slow.grads:
-        np.testing.assert_allclose(fast.grads[key], slow.grads[key], rtol=1e-12, atol=1e-13, err_msg=key)
+    assert_same_grads(fast, slow)
 
 
 def test_gates_are_laid_out_once_per_forward(rng):
@@ -346,8 +349,7 @@ def test_backward_factors_in_chunks_of_steps(steps_per_chunk, rng, monkeypatch):
     fast.backward(dhs, dfinal)
     slow.forward(x, state)
     slow.backward(dhs, dfinal)
-    for key in slow.grads:
-        np.testing.assert_allclose(fast.grads[key], slow.grads[key], rtol=1e-12, atol=1e-13, err_msg=key)
+    assert_same_grads(fast, slow)
 
 
 def test_training_step_is_the_same_with_or_without_the_worker_thread(monkeypatch):
