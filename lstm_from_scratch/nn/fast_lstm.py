@@ -48,11 +48,12 @@ arrays inside the loop):
    factors (point 5) as soon as the loop ends, and backward hands it the product for dWh while this
    thread does the scatter-add. ``Model`` also lets the layer above start on the steps already done
    (forward's ``on_step``, backward's ``wait_for``).
-10. **Every view a step uses, made once.** ``by_step[t]``, ``K[:, t]``, ``da[t]``: each index
-   makes a small new array object, about 0.15 us each, and a step used about fifteen of them. The
-   views of the work arrays are made once per (T, B) with them (``_step_views``), and those of the
-   new arrays hs and cs by one ``list()`` per call. A training step of our V = 400 model (T = 100,
-   B = 12, one process) took 10.7 instead of 11.1 ms.
+10. **Every view a step uses, made once.** Each index (``by_step[t]``, ``K[:, t]``, a reshape)
+   makes a new array object, and a forward step used about fifteen, a backward step ten. The views
+   of the work arrays are made once per (T, B) with them (``_step_views``), those of the new arrays
+   hs and cs by one ``list()`` per call. A training step of our V = 400 model (T = 100, B = 12, one
+   process) took 10.7 instead of 11.1 ms. That is more than the views' own cost explains (0.05-0.1
+   us each, timed alone); we have not pinned down where the rest comes from.
 """
 import os
 
