@@ -309,6 +309,56 @@ def test_an_empty_batch(id_input, rng):
             assert grad.shape == layer.params[key].shape and not grad.any()
 
 
+@pytest.mark.parametrize("bad", ["state of another batch size", "floats of another width"])
+@pytest.mark.parametrize("id_input", [False, True])
+def test_a_forward_that_fails_leaves_the_last_one_to_backward(bad, id_input, rng):
+    # FastLSTM's loops read views of its work arrays, made with them for each shape. A forward that
+    # fails on its input must fail before it touches them, so that backward still belongs to the
+    # last forward that succeeded.
+    slow, fast = random_pair(rng)
+    x = rng.integers(0, D, (T, B)) if id_input else rng.standard_normal((T, B, D))
+    state, dhs = random_state(rng), rng.standard_normal((T, B, H))
+    for layer in (slow, fast):
+        layer.forward(x, state)
+    if bad == "state of another batch size":
+        other_x, other_state = rng.standard_normal((T - 1, B + 1, D)), random_state(rng)
+    else:
+        other_x, other_state = rng.standard_normal((T - 1, B + 1, D + 1)), None
+    with pytest.raises(ValueError, match="state must be" if other_state else f"must have {D} features"):
+        fast.forward(other_x, other_state)
+    dx_slow, dx_fast = slow.backward(dhs), fast.backward(dhs)
+    assert_same_grads(fast, slow)
+    if not id_input:
+        np.testing.assert_allclose(dx_fast, dx_slow, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("after", ["forward", "backward"])
+def test_a_copied_layer_computes_with_its_own_work_arrays(after, rng):
+    # A copy of a FastLSTM that has run must not share its work arrays, nor keep views that were
+    # windows on the original's (copy.deepcopy turns each view into an array of its own).
+    import copy
+
+    slow, fast = random_pair(rng)
+    x, new_x = rng.standard_normal((2, T, B, D))
+    dhs = rng.standard_normal((T, B, H))
+    fast.forward(x)
+    if after == "backward":
+        fast.backward(dhs)
+    twin = copy.deepcopy(fast)
+    slow.forward(x)
+    twin.backward(dhs)  # the copy's first call: a backward for the forward it was copied after
+    slow.backward(dhs)
+    assert_same_grads(twin, slow)
+    for layer in (twin, slow):
+        layer.forward(new_x)
+        layer.backward(dhs)
+    np.testing.assert_allclose(twin.hs, slow.hs, rtol=1e-12, atol=1e-13)
+    assert_same_grads(twin, slow)
+    fast.forward(new_x)  # the original is untouched by its copy's calls, and its calls by the copy's
+    fast.backward(dhs)
+    assert_same_grads(fast, slow)
+
+
 @pytest.mark.parametrize("vocab", [3, 40])  # fewer table rows than T * B = 18, and more
 def test_id_input_scaled_in_the_table_or_in_the_rows(vocab, rng):
     # FastLSTM scales the (D, 4H) table or the (T, B, 4H) rows gathered from it, whichever has fewer

@@ -26,8 +26,8 @@ arrays inside the loop):
    for ids (scaled and with b added in the table or in the rows gathered, whichever is smaller),
    one (T*B, D) @ (D, 4H) product for floats. Step t adds its recurrent product to its slice.
 4. **``out=`` everywhere inside the loops**, into the (T, ...) arrays that backward needs anyway, or
-   into private work arrays made once per (T, B) and reused (``_scratch``): fresh multi-megabyte
-   arrays cost page faults at every call.
+   into private work arrays made once per (T, B, dtype) and reused (``_scratch``): fresh
+   multi-megabyte arrays cost page faults at every call.
 5. **Backward moves every factor that does not depend on the recurrence out of the loop**, computed
    for all T at once: with s' the gate derivatives (i(1-i), f(1-f), 1-g^2, o(1-o))::
 
@@ -50,10 +50,11 @@ arrays inside the loop):
    (forward's ``on_step``, backward's ``wait_for``).
 10. **Every view a step uses, made once.** Each index (``by_step[t]``, ``K[:, t]``, a reshape)
    makes a new array object, and a forward step used about fifteen, a backward step ten. The views
-   of the work arrays are made once per (T, B) with them (``_step_views``), those of the new arrays
-   hs and cs by one ``list()`` per call. A training step of our V = 400 model (T = 100, B = 12, one
-   process) took 10.7 instead of 11.1 ms. That is more than the views' own cost explains (0.05-0.1
-   us each, timed alone); we have not pinned down where the rest comes from.
+   of the work arrays are made once per (T, B, dtype) with them (``_step_views``), those of the new
+   arrays hs and cs by one ``list()`` per call. A training step of our V = 400 model (T = 100,
+   B = 12, one process) took 10.7 instead of 11.1 ms. That is more than the views' own cost explains
+   (0.05-0.1 us each, timed alone); we have not pinned down where the rest comes from. (A copy of
+   the layer does not keep them: see ``__getstate__``.)
 """
 import os
 
@@ -187,7 +188,7 @@ def _factors_of_steps(by_gate, cs_prev, tanh_cs, K, L, M):
 
 def _step_views(scratch):
     """The views of the work arrays ``scratch`` (see ``FastLSTM._scratch``) that step t of the
-    loops reads and writes, made once per (T, B) and kept with them (point 10 in the module docstring).
+    loops reads and writes, made once per (T, B, dtype) with them (point 10 in the module docstring).
 
     Returns a dict: "forward_steps", a list of T tuples (pre_t (B, 4H), gates_t (4, B, H), i_t, f_t,
     g_t, o_t, tanh_c_t, each (B, H)); "backward_steps", a list of T tuples (M_t, (B, H); K_t, (3, B, H);
@@ -212,6 +213,16 @@ class FastLSTM(LSTM):
 
     The readable version, line for line with the equations, is ``LSTM`` in ``nn/lstm.py``.
     """
+
+    def __getstate__(self):
+        """What ``copy.deepcopy`` (and ``copy.copy``) copy: everything but the work arrays and the
+        worker's job. The per-step views of the work arrays would not survive a copy (a copied view
+        is an array of its own, no longer a window on the copied work array), so a copy makes its
+        own work arrays at its next call."""
+        state = dict(self.__dict__)
+        for name in ("_scratch_key", "_scratch_arrays", "_factors_job"):
+            state.pop(name, None)
+        return state
 
     @property
     def gates(self):
@@ -272,7 +283,7 @@ class FastLSTM(LSTM):
         return True
 
     def _scratch(self, T, B):
-        """Work arrays that never leave this layer, made once per (T, B) and reused by every call.
+        """Work arrays that never leave this layer, made once per (T, B, dtype) and reused by every call.
 
         Fresh multi-megabyte arrays at every call would cost more than the arithmetic on them: the
         operating system hands out new memory page by page, zeroed, at first touch.
@@ -280,7 +291,8 @@ class FastLSTM(LSTM):
         "recurrent" (B, 4H), "product" (B, H), "tanh_cs" (T, B, H), "K" (3, T, B, H), "L" (T, B, H),
         "M" (T, B, H), "da" (T, B, 4, H), and "mul", "add" (4, B, H): ``_gate_constants``'s mul and
         add gate by gate, each gate's row repeated B times (see ``forward``); and "forward_steps",
-        "backward_steps": the per-step views of these arrays that the loops use (``_step_views``).
+        "backward_steps", "recurrent_by_gate": the views of these arrays that the loops use
+        (``_step_views``).
         """
         key = (T, B, self.dtype)
         if getattr(self, "_scratch_key", None) != key:
@@ -318,13 +330,20 @@ class FastLSTM(LSTM):
         H = self.hidden_size
         scale = self._gate_constants()[0]
         x = np.asarray(x)
-        self.ids_input = np.issubdtype(x.dtype, np.integer)
-        if self.ids_input:
+        ids_input = np.issubdtype(x.dtype, np.integer)
+        if ids_input:
             x = check_ids(x, self.input_size, "LSTM")
             T, B = x.shape
         else:
             x = x.astype(self.dtype, copy=False)
             T, B, D = x.shape
+            if D != self.input_size:
+                raise ValueError(f"LSTM: x must have {self.input_size} features, got shape {x.shape}")
+        if state is not None:
+            h0, c0 = (np.asarray(s) for s in state)
+            if h0.shape != (B, H) or c0.shape != (B, H):
+                raise ValueError(f"LSTM: state must be two ({B}, {H}) arrays, got {h0.shape} and {c0.shape}")
+        # Everything is checked: from here on this call may reuse (and write over) the work arrays.
         scratch = self._scratch(T, B)
         by_step = scratch["by_step"]  # (T, 4, B, H): the gate values, gate by gate (point 2)
         # Before the loop the same memory holds the scaled input projection, step t as a (B, 4H)
@@ -332,7 +351,7 @@ class FastLSTM(LSTM):
         # a second 2.4 MB array (T = 100, B = 12, H = 128) pushed more of everything else out of
         # the CPU's cache than the loop saved.
         pre = by_step.reshape(T, B, 4 * H)
-        if self.ids_input:
+        if ids_input:
             # onehot(x) @ Wx + b = (Wx + b)[x], since a one-hot row sums to 1. Scale and add b where
             # there are fewer rows: in the (D, 4H) table before picking rows from it, or in the
             # (T, B, 4H) rows picked (V = 1500 against the 1200 rows of half a batch: 0.38 ms
@@ -357,9 +376,6 @@ class FastLSTM(LSTM):
         if state is None:
             hs_all[0], cs_all[0] = 0, 0
         else:
-            h0, c0 = (np.asarray(s) for s in state)
-            if h0.shape != (B, H) or c0.shape != (B, H):
-                raise ValueError(f"LSTM: state must be two ({B}, {H}) arrays, got {h0.shape} and {c0.shape}")
             hs_all[0], cs_all[0] = h0, c0
         tanh_cs = scratch["tanh_cs"]
         recurrent, product = scratch["recurrent"], scratch["product"]
@@ -396,7 +412,7 @@ class FastLSTM(LSTM):
 
         if callback is not None and not 0 <= call_step < T:  # the loop never reached it
             callback(hs_all[1:], min(max(call_step, 0), T))
-        self.x, self.by_step, self.tanh_cs, self._gates = x, by_step, tanh_cs, None
+        self.x, self.ids_input, self.by_step, self.tanh_cs, self._gates = x, ids_input, by_step, tanh_cs, None
         self.hs_all, self.cs_all = hs_all, cs_all
         self.hs, self.cs = hs_all[1:], cs_all[1:]
         self.h0, self.c0 = hs_all[0], cs_all[0]
@@ -421,8 +437,13 @@ class FastLSTM(LSTM):
             wait_for[1].result()  # the conversion below copies every row: they must all be written
         dhs = np.asarray(dhs, dtype=self.dtype)
         scratch = self._scratch(T, B)
+        if scratch["by_step"] is not self.by_step:
+            # The work arrays were made again after the last forward (a copy of this layer, or a
+            # forward of another shape that failed): the loop's views read them, so put the gate
+            # values back where the views are.
+            np.copyto(scratch["by_step"], self.by_step)
         job = getattr(self, "_factors_job", None)
-        if job is not None:  # the factors K, L, M, in scratch, where the loop's views read them
+        if job is not None:  # the factors K, L, M, into scratch, where the loop's views read them
             job.result()
         else:
             _backward_factors(self.by_step, self.cs_all, self.tanh_cs, scratch)
