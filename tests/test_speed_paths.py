@@ -309,23 +309,31 @@ def test_an_empty_batch(id_input, rng):
             assert grad.shape == layer.params[key].shape and not grad.any()
 
 
-@pytest.mark.parametrize("bad", ["state of another batch size", "floats of another width"])
+@pytest.mark.parametrize("bad", ["state of another batch size", "floats of another width", "stopped part-way"])
 @pytest.mark.parametrize("id_input", [False, True])
 def test_a_forward_that_fails_leaves_the_last_one_to_backward(bad, id_input, rng):
     # FastLSTM's loops read views of its work arrays, made with them for each shape. A forward that
-    # fails on its input must fail before it touches them, so that backward still belongs to the
-    # last forward that succeeded.
+    # fails on its input must fail before it touches them, and one stopped part-way (here by the
+    # layer above, in on_step; Ctrl-C would do the same) must not leave backward reading work arrays
+    # made for its shape: backward still belongs to the last forward that finished.
     slow, fast = random_pair(rng)
     x = rng.integers(0, D, (T, B)) if id_input else rng.standard_normal((T, B, D))
     state, dhs = random_state(rng), rng.standard_normal((T, B, H))
     for layer in (slow, fast):
         layer.forward(x, state)
+
+    def stop(hs, step):
+        raise KeyboardInterrupt
+
+    other_x = rng.standard_normal((T - 1, B + 1, D))
     if bad == "state of another batch size":
-        other_x, other_state = rng.standard_normal((T - 1, B + 1, D)), random_state(rng)
+        call, expected, message = dict(x=other_x, state=random_state(rng)), ValueError, "state must be"
+    elif bad == "floats of another width":
+        call, expected, message = dict(x=rng.standard_normal((T - 1, B + 1, D + 1))), ValueError, f"{D} features"
     else:
-        other_x, other_state = rng.standard_normal((T - 1, B + 1, D + 1)), None
-    with pytest.raises(ValueError, match="state must be" if other_state else f"must have {D} features"):
-        fast.forward(other_x, other_state)
+        call, expected, message = dict(x=other_x, on_step=(2, stop)), KeyboardInterrupt, None
+    with pytest.raises(expected, match=message):
+        fast.forward(**call)
     dx_slow, dx_fast = slow.backward(dhs), fast.backward(dhs)
     assert_same_grads(fast, slow)
     if not id_input:

@@ -387,28 +387,28 @@ class FastLSTM(LSTM):
         blocks = None if len(blocks) == 1 else [(rows, recurrent[rows]) for rows in blocks]
         recurrent_by_gate = scratch["recurrent_by_gate"]  # (4, B, H) view of recurrent
         # hs_all and cs_all are new arrays at every call (they outlive it), so their per-step views
-        # are made here, by list() in one C loop: hs[t] and cs[t] are views of hs_all and cs_all.
-        hs, cs = list(hs_all), list(cs_all)
+        # are made here, by list() in one C loop: hs_by_step[t] is hs_all[t], cs_by_step[t] cs_all[t].
+        hs_by_step, cs_by_step = list(hs_all), list(cs_all)
         call_step, callback = (-1, None) if on_step is None else on_step
         for t, (pre_t, gates, i, f, g, o, tanh_c) in enumerate(scratch["forward_steps"]):
             if t == call_step:
                 callback(hs_all[1:], t)
             if blocks is None:
-                np.matmul(hs[t], Wh_scaled, out=recurrent)
+                np.matmul(hs_by_step[t], Wh_scaled, out=recurrent)
             else:
                 for rows, recurrent_rows in blocks:
-                    np.matmul(hs[t][rows], Wh_scaled, out=recurrent_rows)
+                    np.matmul(hs_by_step[t][rows], Wh_scaled, out=recurrent_rows)
             np.add(pre_t, recurrent, out=recurrent)  # (B, 4H): the scaled pre-activations
             # gates (4, B, H) lies over pre_t: gate k is gates[k], one run of memory
             np.tanh(recurrent_by_gate, out=gates)
             gates *= mul
             gates += add  # now i, f, g, o
-            c = cs[t + 1]
-            np.multiply(f, cs[t], out=c)
+            c = cs_by_step[t + 1]
+            np.multiply(f, cs_by_step[t], out=c)
             np.multiply(i, g, out=product)
             c += product
             np.tanh(c, out=tanh_c)
-            np.multiply(o, tanh_c, out=hs[t + 1])
+            np.multiply(o, tanh_c, out=hs_by_step[t + 1])
 
         if callback is not None and not 0 <= call_step < T:  # the loop never reached it
             callback(hs_all[1:], min(max(call_step, 0), T))
@@ -438,9 +438,9 @@ class FastLSTM(LSTM):
         dhs = np.asarray(dhs, dtype=self.dtype)
         scratch = self._scratch(T, B)
         if scratch["by_step"] is not self.by_step:
-            # The work arrays were made again after the last forward (a copy of this layer, or a
-            # forward of another shape that failed): the loop's views read them, so put the gate
-            # values back where the views are.
+            # The work arrays were made again after the last forward (in a copy of this layer, or
+            # by a forward of another shape stopped part-way, by Ctrl-C say): the loop's views read
+            # them, so put the gate values back where the views are.
             np.copyto(scratch["by_step"], self.by_step)
         job = getattr(self, "_factors_job", None)
         if job is not None:  # the factors K, L, M, into scratch, where the loop's views read them
