@@ -134,12 +134,8 @@ def attach(name):
     """The shared block ``name``, made by the main process, which alone removes it at the end."""
     try:
         return shared_memory.SharedMemory(name, track=False)  # Python 3.13 and newer
-    except TypeError:
-        # Older Pythons register every attached block for removal when this process ends.
-        from multiprocessing import resource_tracker
-        block = shared_memory.SharedMemory(name)
-        resource_tracker.unregister(block._name, "shared_memory")
-        return block
+    except TypeError:  # older: it is registered with the main process's resource tracker once more
+        return shared_memory.SharedMemory(name)
 
 
 class DataParallel:
