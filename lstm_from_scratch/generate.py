@@ -43,7 +43,7 @@ def roulette_wheel(probs, rng):
     """
     probs = np.asarray(probs, dtype=np.float64)
     # (The array methods, not np.cumsum and np.searchsorted: the same functions without their
-    # Python wrappers, 1.4 us less a token, which counts at one draw per generated token.)
+    # Python wrappers, which count at one draw per generated token.)
     edges = probs.cumsum()
     total = float(edges[-1])
     if not math.isfinite(total) or total <= 0:

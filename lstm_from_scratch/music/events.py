@@ -611,3 +611,25 @@ def load_data(path, settings=EventSettings(), on_skip=None, progress=False):
             raise DataError(f"{path}: no chunks in this chunk text file")
         return sequences
     raise DataError(f"{path}: not a folder, a .mid/.midi file or a .txt chunk file")
+
+
+# --- transposition ------------------------------------------------------------------------------
+
+
+def transpose_chunk(chunk, semitones):
+    """``chunk`` with its pitch moved by ``semitones``, or ``None`` if the pitch would leave 0..127.
+
+    ``"4_no_60_80"`` moved by 2 is ``"4_no_62_80"``. Deltas and velocities stay as they are: a tune in
+    another key is the same tune, which is why transposition is the data augmentation of music.
+    Raises ``ChunkError`` for a chunk that is not well formed.
+    """
+    delta, is_on, pitch, velocity = parse_chunk(chunk)
+    if not 0 <= pitch + semitones <= 127:
+        return None
+    return format_chunk(delta, is_on, pitch + semitones, velocity)
+
+
+def pitch_range(chunks, source=None):
+    """``(lowest, highest)`` pitch of the note chunks in ``chunks``, or ``None`` when there is none."""
+    pitches = [event[2] for event in validate_chunks(chunks, source)]
+    return (min(pitches), max(pitches)) if pitches else None
