@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -66,12 +67,12 @@ def warn(text):
     print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
-def output_path(path, inputs=(), create=True):
-    """``Path(path)``, after creating its folder if needed (so ``-o new/piece.mid`` just works).
+def output_path(path, inputs=()):
+    """``Path(path)``, checked before anything is read or written.
 
-    ``create=False`` only checks. Raises ``UsageError`` when ``path`` is a folder, lies under a
-    file, or is the same file as one of ``inputs``: writing it would fail with a confusing message,
-    or replace the input.
+    Raises ``UsageError`` when ``path`` is a folder, when its folder does not exist (a typo in a
+    folder's name should not quietly make a new folder), when it lies under a file, or when it is the
+    same file as one of ``inputs``: writing it would fail with a confusing message, or replace the input.
     """
     path = Path(path)
     if path.is_dir():
@@ -82,8 +83,8 @@ def output_path(path, inputs=(), create=True):
         if os.path.samefile(path, source):
             raise UsageError(f"{path} is also an input; write to another file so the input is kept")
     check_folder(path.parent)
-    if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise UsageError(f"the folder {path.parent} does not exist; make it first, or write elsewhere")
     return path
 
 
@@ -160,7 +161,12 @@ def _add_training_options(parser, optimizer=True):
     if optimizer:
         group.add_argument("--optimizer", choices=["sgd", "adam", "rmsprop"], help="default adam")
         group.add_argument("--lr", type=float, help="learning rate (default 0.003)")
-    group.add_argument("--epochs", type=int, help="passes over the training data (default 10)")
+    group.add_argument("--epochs", type=int, help="passes over the training data (default 10, or no "
+                                                    "limit with --minutes)")
+    group.add_argument("--minutes", type=float, metavar="M",
+                       help="train for M minutes, validating every minute; best.npz keeps the best")
+    group.add_argument("--patience", type=int, metavar="P",
+                       help="stop when P validations in a row have not beaten the best (default: never)")
     group.add_argument("--batch-size", type=int, metavar="B", help="windows per batch (default 32)")
     group.add_argument("--seq-len", type=int, metavar="T", help="window length in chunks (default 32)")
     group.add_argument("--step", type=int, help="distance between window starts (default 4)")
@@ -368,8 +374,11 @@ def model_config(args):
         hidden = 128 if args.hidden is None else args.hidden
         layers = 1 if args.layers is None else args.layers
         dropout = 0.0 if args.dropout is None else args.dropout
-        if not (1 <= hidden <= MAX_SIZE and 1 <= layers <= MAX_SIZE and 0 <= dropout < 1):
-            raise UsageError(f"--hidden and --layers must be in 1..{MAX_SIZE:,} and --dropout in [0, 1)")
+        for flag, value in (("--hidden", hidden), ("--layers", layers)):
+            if not 1 <= value <= MAX_SIZE:
+                raise UsageError(f"{flag} must be in 1..{MAX_SIZE:,}, got {value}")
+        if not 0 <= dropout < 1:
+            raise UsageError(f"--dropout must be in [0, 1), got {dropout}")
         stack = []
         for _ in range(layers):
             stack.append({"type": "lstm", "hidden_size": hidden})
@@ -395,10 +404,20 @@ def train_config(args, base=None, **fixed):
         if given is not None:
             values[field.name] = given
     values.update(fixed)
+    if getattr(args, "minutes", None) is not None and getattr(args, "epochs", None) is None:
+        values["epochs"] = None  # --minutes alone: as many epochs as fit
     try:
         return TrainConfig(**values)
     except ConfigError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(flag_message(error)) from None
+
+
+def flag_message(error):
+    """A ConfigError's message with its field's name replaced by the option's: "lr ..." -> "--lr ..."."""
+    message = str(error)
+    if error.field is not None and message.startswith(error.field):
+        message = "--" + error.field.replace("_", "-") + message[len(error.field):]
+    return message
 
 
 def load_pieces(data, settings):
@@ -412,7 +431,7 @@ def load_pieces(data, settings):
         sequences = builtin_sequences(settings)
         # "builtin" always means the corpus inside the package; say so when a folder here has the name.
         here = " (not the folder builtin here: write ./builtin for that)" if Path(data).exists() else ""
-        say(f"loaded the built-in corpus: {len(sequences)} pieces{here}")
+        say(f"loaded the built-in corpus: {count(len(sequences), 'piece')}{here}")
         return sequences, settings
     if Path(data).suffix.lower() == ".txt" and Path(data).is_file():
         # Chunk text is used as written, so the settings are the ones it was made with (its
@@ -422,7 +441,7 @@ def load_pieces(data, settings):
         if not sequences:
             raise DataError(f"{data}: no chunks in this chunk text file")
         file_settings = file_settings or events.EventSettings(raw=True)
-        say(f"loaded {len(sequences)} pieces from {data} (event settings from the file: "
+        say(f"loaded {count(len(sequences), 'piece')} from {data} (event settings from the file: "
             f"{json.dumps(file_settings.to_dict())})")
         return sequences, file_settings
     skipped = []
@@ -432,7 +451,7 @@ def load_pieces(data, settings):
         warn(f"skipped {error}")
 
     sequences = events.load_data(data, settings, on_skip=on_skip, progress=_show_progress())
-    say(f"loaded {len(sequences)} files, skipped {len(skipped)}")
+    say(f"loaded {count(len(sequences), 'file')}, skipped {len(skipped)}")
     return sequences, settings
 
 
@@ -441,17 +460,78 @@ def load_pieces(data, settings):
 # ----------------------------------------------------------------------------------------------
 
 def format_record(record, epochs):
+    """One history record as a line: "epoch 2/10  train 3.012  val 3.201 ..." (inside an epoch,
+    "epoch 2/10, batch 340" says how far into it)."""
     def number(value, digits=3):
         return "-" if value is None else f"{value:.{digits}f}"
-    return (f"epoch {record['epoch']}/{epochs}  train {number(record['train_loss'])}"
+    where = f"epoch {record['epoch']}" + ("" if epochs is None else f"/{epochs}")
+    if record.get("epochs", record["epoch"]) < record["epoch"]:  # a validation inside the epoch
+        where += f", batch {record['batch']}"
+    return (f"{where}  train {number(record['train_loss'])}"
             f"  val {number(record['val_loss'])}  ppl {number(record['val_perplexity'], 1)}"
             f"  acc {number(record['val_accuracy'])}"
             f"  (unigram {number(record['baseline_loss'])}, acc {number(record['baseline_accuracy'])})"
-            f"  {record['elapsed']:.1f}s")
+            f"  {duration(record['elapsed'])}")
+
+
+def duration(seconds):
+    """Seconds for people: "45 s", "3 min 20 s", "2 h 05 min"."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def count(number, word):
+    """ "1 file", "3 files": a number with its noun, singular or plural."""
+    return f"{number:,} {word if number == 1 else word + 's'}"
+
+
+_clock = time.monotonic  # the CLI's clock for its progress lines (a test may put a fake one here)
+
+
+class _TrainingReport:
+    """What ``train`` prints while the run goes on: every history record, the speed once the first
+    batches are done, and outside a terminal (a log file, a notebook cell), where there is no progress
+    bar, a line at least every ``INTERVAL`` seconds with the loss, the time taken and the time left."""
+
+    INTERVAL = 30.0
+
+    def __init__(self, epochs, bars):
+        self.epochs, self.bars = epochs, bars
+        self.last_line = _clock()
+        self.speed_told = False
+
+    def write(self, text):
+        if self.bars:  # above the progress bar, not through it
+            from tqdm import tqdm
+            tqdm.write(text, file=sys.stdout)
+            sys.stdout.flush()
+        else:
+            say(text)
+
+    def record(self, record):
+        self.write(format_record(record, self.epochs))
+
+    def progress(self, status):
+        if not self.speed_told and status.session_batches >= 2 and (
+                status.session_batches >= 20 or status.session_seconds >= 3):
+            per_batch = status.session_seconds / status.session_batches
+            self.write(f"speed: {per_batch:.3g} s a batch, about {duration(per_batch * status.batches)} "
+                       f"an epoch of {count(status.batches, 'batch')}")
+            self.speed_told = True
+        if not self.bars and _clock() - self.last_line >= self.INTERVAL:
+            of = "" if status.epochs is None else f"/{status.epochs}"
+            left = "" if status.left is None else f", about {duration(status.left)} left"
+            self.write(f"epoch {status.epoch}{of}, batch {status.batch}/{status.batches}: loss "
+                       f"{status.loss:.3f}, {duration(status.elapsed)} so far{left}")
+            self.last_line = _clock()
 
 
 def run_train(args):
-    from .train import load_run, run_settings
+    from .train import RESUMABLE, load_run, run_settings
 
     if args.resume is not None:
         changed = [name for name in ("preset", "hidden", "layers", "dropout", "embedding", "optimizer",
@@ -461,12 +541,10 @@ def run_train(args):
                    if getattr(args, name) is not None]
         if changed:
             flags = ", ".join("--" + name.replace("_", "-") for name in changed)
-            raise UsageError(f"a resumed run keeps its settings; only --epochs (and --engine, "
-                             f"--processes) may change (got {flags})")
+            raise UsageError(f"a resumed run keeps its settings; only --epochs, --minutes and --patience "
+                             f"(and --engine, --processes) may change (got {flags})")
         if Path(args.resume).is_file():
             raise UsageError(f"--resume takes the run folder (the one holding last.npz), not {args.resume}")
-        if args.epochs is not None and args.epochs < 1:
-            raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
         path, _, meta = load_run(args.resume)
         settings, config, vocab = run_settings(path, meta)
         # By default the run goes on with the engine it was made with, so that it continues exactly.
@@ -474,15 +552,13 @@ def run_train(args):
         engine, processes = engine_choice(args, default=made_with.get("name", "fast"))
         if args.engine is None and args.processes is None and made_with.get("processes") in (1, 2):
             processes = made_with["processes"]
-        if args.epochs is not None:
-            config = dataclasses.replace(config, epochs=args.epochs)
-        if config.epochs <= meta["epoch"]:
-            raise UsageError(f"{path} has finished {meta['epoch']} epochs of {config.epochs}; to train "
-                             f"more, give --epochs above {meta['epoch']}")
+        config = train_config(args, base={**config.to_dict(), **{
+            name: getattr(config, name) for name in RESUMABLE if getattr(args, name, None) is None}})
+        _refuse_finished(path, meta, config)
         say(describe(engine, processes))
         sequences, settings = load_pieces(args.data, settings)
         dataset = prepare(args.data, sequences, settings, config, vocab=vocab)
-        say(f"resuming {path} after epoch {meta['epoch']}" + (f", batch {meta['batch']}" if meta["batch"] else ""))
+        say(f"resuming {path} {where(meta['epoch'], meta['batch'])}")
         return _train_and_report(args.data, dataset, meta["model_config"], config, Path(args.resume), True,
                                  engine=(engine, processes))
 
@@ -498,6 +574,23 @@ def run_train(args):
     return _train_and_report(args.data, dataset, model, config, run_dir, False, engine=engine)
 
 
+def where(epoch, batch):
+    """A saved point for people, counting epochs from 1 as the progress bar does: ``epoch`` finished
+    epochs and ``batch`` batches of the next one."""
+    return f"at epoch {epoch + 1}, batch {batch}" if batch else f"after epoch {epoch}"
+
+
+def _refuse_finished(path, meta, config):
+    """UsageError when the run in ``path`` has already reached its end under ``config``."""
+    if config.epochs is not None and meta["epoch"] >= config.epochs:
+        raise UsageError(f"{path} has finished {count(meta['epoch'], 'epoch')} of {config.epochs}; to train "
+                         f"more, give --epochs above {meta['epoch']}" +
+                         (" or a bigger --minutes" if config.minutes is not None else ""))
+    if config.minutes is not None and meta["elapsed"] >= 60 * config.minutes:
+        raise UsageError(f"{path} has used its {config.minutes:g} minutes ({duration(meta['elapsed'])}); "
+                         f"to train more, give --minutes above {meta['elapsed'] / 60:.1f}")
+
+
 def prepare(data, sequences, settings, config, vocab=None):
     """``train.prepare_data``, with DATA named in its errors (a --seq-len too long for it, say)."""
     from .train import prepare_data
@@ -507,25 +600,68 @@ def prepare(data, sequences, settings, config, vocab=None):
         raise DataError(f"{data}: {error}") from None
 
 
-def _describe(dataset):
-    say(f"vocabulary: {len(dataset.vocab)} chunks; {len(dataset.train_x)} training windows from "
-        f"{len(dataset.train_names)} pieces, {len(dataset.val_x)} validation windows from "
-        f"{len(dataset.val_names)} pieces")
+def _describe(dataset, config, run_dir):
+    """Say what the run will do, before it starts."""
+    pieces, held_out = len(dataset.train_names), len(dataset.val_names)
+    keys = ""
+    if dataset.transposition is not None:
+        keys = f", each moved into a random key (up to {config.transpose} semitones up or down) when batched"
+    say(f"data: {count(pieces, 'piece')} to train on and {held_out} held out for validation; "
+        f"{count(len(dataset.train_x), 'training window')} of {config.seq_len} chunks{keys}; "
+        f"{count(len(dataset.vocab), 'distinct chunk')} (the vocabulary)")
+    until = [count(config.epochs, "epoch")] if config.epochs is not None else []
+    if config.minutes is not None:
+        until.append(f"{config.minutes:g} minutes")
+    patience = ("" if config.patience is None else
+                f", or once {count(config.patience, 'validation')} in a row have not improved")
+    say(f"plan: {config.optimizer} at lr {config.lr}, batches of {config.batch_size}, for "
+        f"{' or '.join(until)} (whichever comes first){patience}; validating at each epoch's end and "
+        f"every {duration(config.validate_every)} of training, saving last.npz at least every "
+        f"{duration(config.save_every)}; writing to {run_dir}")
 
 
 def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False, engine=("fast", 2)):
     from .train import train
-    _describe(dataset)
-    say(f"training {config.optimizer} lr {config.lr} for {config.epochs} epochs, writing to {run_dir}")
-    result = train(dataset, model, config, run_dir, progress=_show_progress(),
-                   on_epoch=lambda record: say(format_record(record, config.epochs)), resume=resume,
-                   engine=engine[0], processes=engine[1])
-    if result.interrupted:
-        print(f"interrupted: saved {run_dir / 'last.npz'} (epoch {result.epoch}, batch {result.batch});"
-              f" continue with: lstm-music train {data} --resume {run_dir}", file=sys.stderr, flush=True)
+    _describe(dataset, config, run_dir)
+    bars = _show_progress()
+    report = _TrainingReport(config.epochs, bars)
+    continue_with = f"lstm-music train {data} --resume {run_dir}"
+    try:
+        result = train(dataset, model, config, run_dir, progress=bars, on_epoch=report.record,
+                       resume=resume, engine=engine[0], processes=engine[1], on_progress=report.progress)
+    except KeyboardInterrupt:  # a second signal: stopped at once, mid-batch; the last save stands
+        saved = run_dir / "last.npz"
+        if saved.exists():
+            from .checkpoint import CheckpointError, load_checkpoint
+            try:
+                meta = load_checkpoint(saved)[1]
+                point = f" ({where(meta['epoch'], meta['batch'])})"
+            except (CheckpointError, KeyError):
+                point = ""
+            print(f"interrupted at once: the last save is {saved}{point}; continue with: {continue_with}",
+                  file=sys.stderr, flush=True)
+        else:
+            print("interrupted at once, before the first save", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
+    if result.interrupted:
+        print(f"interrupted by {result.stopped}: saved {run_dir / 'last.npz'} "
+              f"({where(result.epoch, result.batch)}); continue with: {continue_with}",
+              file=sys.stderr, flush=True)
+        return 128 + signal.Signals[result.stopped].value
     if not quiet:
-        say(f"wrote {run_dir}/last.npz, best.npz, history.json, history.csv, loss.png")
+        if result.stopped == "minutes":
+            why = f"after {config.minutes:g} minutes"
+        elif result.stopped == "patience":
+            why = f"after {count(config.patience, 'validation')} in a row without improvement"
+        else:
+            why = f"after {count(result.epoch, 'epoch')}"
+        best = min((r["val_loss"] for r in result.history if r["val_loss"] is not None), default=None)
+        if best is not None:
+            why += f"; best validation loss {best:.3f}"
+            if dataset.baseline["cross_entropy"] is not None:
+                why += f" (the unigram baseline scores {dataset.baseline['cross_entropy']:.3f})"
+        say(f"stopped {why}")
+        say(f"wrote {run_dir}/best.npz, last.npz, history.json, history.csv, loss.png")
         say(f"make music with: lstm-music generate {run_dir / 'best.npz'} -o piece.mid --wav")
     return 0
 
@@ -561,7 +697,7 @@ def run_generate(args):
     checkpoint = Path(args.checkpoint)
     inputs = [checkpoint / "last.npz" if checkpoint.is_dir() else checkpoint, args.prime]
     for path in (out, out.with_suffix(".txt"), out.with_suffix(".wav"), out.with_suffix(".png")):
-        output_path(path, inputs, create=False)  # none of the files written may replace an input
+        output_path(path, inputs)  # none of the files written may replace an input
     trained = load_trained(args.checkpoint, engine_choice(args)[0])
     written = make_piece(trained, output_path(out, inputs), args.length, args.temperature, args.top_k,
                          args.seed, args.prime, args.include_prime, tempo,
@@ -658,7 +794,7 @@ def run_render(args):
 def run_plot(args):
     from .music.events import midi_to_notes
     from .plots import plot_piano_roll
-    output_path(args.out, [args.midi], create=False)  # check before reading, create after
+    output_path(args.out, [args.midi])  # check before reading
     notes = midi_to_notes(args.midi)
     plot_piano_roll(notes, output_path(args.out, [args.midi]), title=Path(args.midi).name)
     say(f"wrote {args.out}")
@@ -670,7 +806,7 @@ def run_encode(args):
     settings = event_settings(args)
     if Path(args.source).suffix.lower() == ".txt":
         raise UsageError(f"{args.source} is already chunk text; encode reads MIDI files or folders")
-    output_path(args.out, [args.source], create=False)  # check before the (slow) load, create after
+    output_path(args.out, [args.source])  # check before the (slow) load
     sequences, settings = load_pieces(args.source, settings)
     write_chunk_text(output_path(args.out, [args.source]), sequences, settings)
     say(f"wrote {args.out}: {sum(len(piece.chunks) for piece in sequences)} chunks")
@@ -680,7 +816,7 @@ def run_encode(args):
 def run_decode(args):
     from .music.events import chunks_to_midi, read_chunk_text
     tempo = _tempo(args.tempo)
-    output_path(args.out, [args.source], create=False)  # check before reading, create after
+    output_path(args.out, [args.source])  # check before reading
     sequences = [piece for piece in read_chunk_text(args.source) if piece.chunks]
     if not sequences:
         raise DataError(f"{args.source}: no chunks in this chunk text file")
@@ -718,15 +854,16 @@ def run_demo(args):
     settings = EventSettings()
     sequences = builtin_sequences(settings)
     dataset = prepare_data(sequences, settings, config)
-    say(f"demo: training a small LSTM on {len(sequences)} built-in tunes "
-        f"({len(dataset.vocab)} distinct chunks), {config.epochs} epochs")
+    say(f"demo: training a small LSTM on {count(len(sequences), 'built-in tune')} "
+        f"({count(len(dataset.vocab), 'distinct chunk')}), {count(config.epochs, 'epoch')}")
+    report = _TrainingReport(config.epochs, _show_progress())
     result = train(dataset, TINY_MODEL if args.tiny else DEMO_MODEL, config, out,
-                   progress=_show_progress(),
-                   on_epoch=lambda record: say(format_record(record, config.epochs)),
+                   progress=report.bars, on_epoch=report.record, on_progress=report.progress,
                    engine=engine, processes=processes)
     if result.interrupted:
-        print(f"interrupted: saved {out / 'last.npz'}", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
+        print(f"interrupted by {result.stopped}: saved {out / 'last.npz'} ({where(result.epoch, result.batch)})",
+              file=sys.stderr, flush=True)
+        return 128 + signal.Signals[result.stopped].value
     trained = load_trained(out / "best.npz", engine)
     written = make_piece(trained, out / "sample.mid", 48 if args.tiny else 400, temperature=0.8,
                          seed=config.seed, wav=True, plot=True, rules=True)

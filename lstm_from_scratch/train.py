@@ -86,7 +86,15 @@ class TrainingDiverged(LstmMusicError):
 
 
 class ConfigError(LstmMusicError):
-    """A training or model setting that cannot work (for example a negative learning rate)."""
+    """A training or model setting that cannot work (for example a negative learning rate).
+
+    ``field`` names the ``TrainConfig`` field at fault, when there is one, and the message starts with
+    it, so that the command line can put its own option's name there (``--lr`` for ``lr``).
+    """
+
+    def __init__(self, message, field=None):
+        super().__init__(message)
+        self.field = field
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,27 +144,28 @@ class TrainConfig:
             positive["patience"] = self.patience
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}", name)
         for name in ("minutes", "validate_every", "save_every"):
             value = getattr(self, name)
             if value is None and name == "minutes":
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-                raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+                raise ConfigError(f"{name} must be a number > 0, got {value!r}", name)
         if self.epochs is None and self.minutes is None:
-            raise ConfigError("give epochs or minutes (or both): the run needs an end")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            raise ConfigError(f"the learning rate must be a positive number, got {self.lr!r}")
+            raise ConfigError("epochs or minutes must be given (or both): the run needs an end", "epochs")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < math.inf:
+            raise ConfigError(f"lr must be a positive number (the learning rate), got {self.lr!r}", "lr")
         if not self.clip >= 0:
-            raise ConfigError(f"clip must be >= 0 (0 turns clipping off), got {self.clip!r}")
+            raise ConfigError(f"clip must be >= 0 (0 turns clipping off), got {self.clip!r}", "clip")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}", "seed")
         if isinstance(self.transpose, bool) or not isinstance(self.transpose, int) or not 0 <= self.transpose <= 12:
-            raise ConfigError(f"transpose must be an integer in 0..12 semitones, got {self.transpose!r}")
+            raise ConfigError(f"transpose must be an integer in 0..12 semitones, got {self.transpose!r}",
+                              "transpose")
         if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}", "val_fraction")
         if self.optimizer not in ("sgd", "adam", "rmsprop"):
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose sgd, adam or rmsprop")
+            raise ConfigError(f"optimizer must be sgd, adam or rmsprop, got {self.optimizer!r}", "optimizer")
 
     def to_dict(self):
         return dataclasses.asdict(self)
