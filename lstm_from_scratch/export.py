@@ -224,14 +224,14 @@ def export_trained(trained, path):
     if path.suffix != ".npz":
         raise ExportError(path, "the weights file must end in .npz (the architecture goes beside it, in .json)")
     model = trained.model
-    how_shown = {AS_IS: "", TRANSPOSED: ", transposed", SECOND_BIAS: ": zeros (our b is bias_ih + bias_hh)"}
+    how_shown = {AS_IS: "{}", TRANSPOSED: "{}, transposed", SECOND_BIAS: "zeros ({} is bias_ih + bias_hh)"}
     architecture = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "weights": path.name,
         "dtype": model.dtype.name,
         "layers": [spec for spec, _ in torch_layers(model)],
-        "sources": {torch_name: (our_name + how_shown[how]) for torch_name, our_name, how in weight_mapping(model)},
+        "sources": {torch_name: how_shown[how].format(our_name) for torch_name, our_name, how in weight_mapping(model)},
         "model_config": model.config,
         "vocabulary": list(trained.vocab.tokens),
         "event_settings": trained.settings.to_dict(),
