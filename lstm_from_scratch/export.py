@@ -29,7 +29,7 @@ embedding) at j = 0, so j is i, or i + 1 where our model reads ids straight into
 
 **Two biases.** PyTorch's LSTM computes ``x @ W_ih.T + b_ih + h @ W_hh.T + b_hh``: a bias for each
 of the two products, because that is how NVIDIA's cuDNN library lays out an LSTM's weights, and
-PyTorch keeps cuDNN's layout so it can hand the weights to cuDNN without copying them. The two are
+PyTorch kept cuDNN's layout so that its weights are the ones cuDNN computes with. The two are
 only ever added, so one bias ``b = b_ih + b_hh`` computes exactly the same thing, and that is what
 the equations in papers (and ours, in ``nn/lstm.py``) have. The second bias is not harmless in
 training, though: both get the same gradient, so plain SGD moves their sum twice as far as it moves
@@ -56,8 +56,8 @@ nothing but dropout between them; piano-composer's 128, 64, 128 fits neither.
 
 **Why .npz.** It needs nothing beyond NumPy to write or read, it is the format of our checkpoints,
 and it is read with ``allow_pickle=False``, so, like safetensors (the format PyTorch users share
-weights in today), opening it runs no code. safetensors would be a new dependency here, and a
-second one for the student, since PyTorch itself does not read it.
+weights in today), opening it runs no code. safetensors would be a new dependency here, and the
+student would need the ``safetensors`` package too: ``torch.load`` reads such a file only through it.
 """
 import json
 import zipfile
@@ -111,7 +111,8 @@ def torch_layers(model):
         pairs = [({"type": "embedding", "num_embeddings": V, "embedding_dim": layers[0].embedding_dim}, 0)]
     else:
         pairs = [({"type": "one_hot", "num_classes": V}, 0 if isinstance(layers[0], OneHot) else None)]
-    for i in range(1 if pairs[0][1] == 0 else 0, len(layers)):
+    first = 0 if pairs[0][1] is None else 1  # the layers after the input step
+    for i in range(first, len(layers)):
         layer = layers[i]
         if isinstance(layer, LSTM):
             spec = {"type": "lstm", "input_size": layer.input_size, "hidden_size": layer.hidden_size}
