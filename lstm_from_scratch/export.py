@@ -222,7 +222,7 @@ def export_trained(trained, path):
     Both files are written atomically; raises ``ExportError`` naming the file on failure.
     """
     path = Path(path)
-    if path.suffix != ".npz":
+    if path.suffix.lower() != ".npz":
         raise ExportError(path, "the weights file must end in .npz (the architecture goes beside it, in .json)")
     model = trained.model
     how_shown = {AS_IS: "{}", TRANSPOSED: "{}, transposed", SECOND_BIAS: "zeros ({} is bias_ih + bias_hh)"}

@@ -7,8 +7,10 @@ the logits over a whole piece, the final (h, c) of every LSTM, one SGD step on t
 generated piece.
 """
 import dataclasses
+import errno
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +242,22 @@ def test_cli_export_refuses_bad_outputs(runs, tmp_path, capsys):
     one_error_line(capsys)
     assert cli.main(["import", str(tmp_path / "nothing.npz"), "-o", str(tmp_path / "x.npz")]) == 1
     assert "nothing.npz: no such file" in one_error_line(capsys)
+
+
+def test_cli_export_names_the_file_it_could_not_write(runs, tmp_path, capsys, monkeypatch):
+    def failing_replace(source, target):  # as on a read-only folder
+        raise PermissionError(errno.EACCES, "Permission denied", source, target)
+    monkeypatch.setattr(os, "replace", failing_replace)
+    out = tmp_path / "out" / "model.npz"
+    assert cli.main(["export", str(runs["embedding"]), "-o", str(out)]) == 1
+    line = one_error_line(capsys)
+    assert str(out) in line and "Permission denied" in line and ".tmp" not in line
+    assert list(out.parent.iterdir()) == []  # no temporary file left behind
+    monkeypatch.undo()
+    folder = tmp_path / "model.npz"
+    folder.mkdir()
+    assert cli.main(["export", str(runs["embedding"]), "-o", str(folder)]) == 2
+    assert "is a folder" in one_error_line(capsys)
 
 
 # ----------------------------------------------------------------------------------------------
