@@ -23,6 +23,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from .engines import describe
 from .errors import DataError, LstmMusicError, MidiWarning
 
 EXIT_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -169,9 +170,17 @@ def _add_training_options(parser, optimizer=True):
                        help="share of files held out for validation (default 0.1)")
     group.add_argument("--transpose", type=int, metavar="N",
                        help="also train on each piece moved by -N..+N semitones (default 0)")
-    group.add_argument("--processes", type=int, choices=[1, 2],
-                       help="2: each batch as two halves, the second in a helper process, 1.1-1.6x "
-                            "faster on two cores; 1: one process (default 2)")
+
+
+def _add_engine_options(parser, training=True):
+    group = parser.add_argument_group("engine (which code computes the net; the same numbers to rounding)")
+    group.add_argument("--engine", choices=["plain", "fast"],
+                       help="plain: nn/lstm.py, the code the tutorials teach; fast: the same net "
+                            "rearranged for speed, lstm_from_scratch/fast/ (default fast)")
+    if training:
+        group.add_argument("--processes", type=int, choices=[1, 2],
+                           help="fast engine: 2 computes each batch as two halves, the second in a "
+                                "helper process, on two or more cores (default 2); 1: one process")
 
 
 def build_parser():
@@ -191,6 +200,7 @@ def build_parser():
     _add_model_options(train)
     _add_training_options(train)
     _add_event_options(train)
+    _add_engine_options(train)
     train.add_argument("--out", metavar="RUN_DIR", type=path_argument,
                        help="where to write the run (default runs/<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", type=path_argument,
@@ -218,6 +228,7 @@ def build_parser():
     generate.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="beats per minute (default 120)")
     generate.add_argument("--wav", action="store_true", help="also write OUT.wav")
     generate.add_argument("--plot", action="store_true", help="also write OUT.png, a piano roll")
+    _add_engine_options(generate, training=False)
     generate.set_defaults(run=run_generate)
 
     compare = commands.add_parser("compare", help="train the same model with several optimizers")
@@ -230,6 +241,7 @@ def build_parser():
     _add_model_options(compare)
     _add_training_options(compare, optimizer=False)
     _add_event_options(compare)
+    _add_engine_options(compare)
     compare.add_argument("--out", required=True, metavar="DIR", type=path_argument)
     compare.set_defaults(run=run_compare)
 
@@ -273,6 +285,7 @@ def build_parser():
     demo.add_argument("--out", default="lstm-music-demo", metavar="DIR", type=path_argument,
                       help="default ./lstm-music-demo")
     demo.add_argument("--epochs", type=int, help=f"default {DEMO_TRAINING['epochs']}")
+    _add_engine_options(demo)
     demo.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # for the test suite
     demo.set_defaults(run=run_demo)
     return parser
@@ -345,6 +358,15 @@ def event_settings(args):
         return EventSettings(**values)
     except ValueError as error:
         raise UsageError(str(error).replace("EventSettings: ", "")) from None
+
+
+def engine_choice(args, default="fast"):
+    """(engine, processes) from --engine and --processes: the fast engine in two processes unless told."""
+    engine = args.engine or default
+    processes = getattr(args, "processes", None)
+    if engine == "plain" and processes == 2:
+        raise UsageError("--processes 2 is a fast-engine idea; the plain engine trains in one process")
+    return engine, processes or (2 if engine == "fast" else 1)
 
 
 def model_config(args):
@@ -448,36 +470,46 @@ def run_train(args):
     if args.resume is not None:
         changed = [name for name in ("preset", "hidden", "layers", "dropout", "embedding", "optimizer",
                                      "lr", "batch_size", "seq_len", "step", "clip", "seed",
-                                     "val_fraction", "transpose", "processes", "raw", "grid", "velocity_bins",
+                                     "val_fraction", "transpose", "raw", "grid", "velocity_bins",
                                      "max_delta_beats", "keep_drums", "out")
                    if getattr(args, name) is not None]
         if changed:
             flags = ", ".join("--" + name.replace("_", "-") for name in changed)
-            raise UsageError(f"a resumed run keeps its settings; only --epochs may change (got {flags})")
+            raise UsageError(f"a resumed run keeps its settings; only --epochs (and --engine, "
+                             f"--processes) may change (got {flags})")
         if Path(args.resume).is_file():
             raise UsageError(f"--resume takes the run folder (the one holding last.npz), not {args.resume}")
         if args.epochs is not None and args.epochs < 1:
             raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
         path, _, meta = load_run(args.resume)
         settings, config, vocab = run_settings(path, meta)
+        # By default the run goes on with the engine it was made with, so that it continues exactly.
+        made_with = meta.get("engine") if isinstance(meta.get("engine"), dict) else {}
+        engine, processes = engine_choice(args, default=made_with.get("name", "fast"))
+        if args.engine is None and args.processes is None and made_with.get("processes") in (1, 2):
+            processes = made_with["processes"]
         if args.epochs is not None:
             config = dataclasses.replace(config, epochs=args.epochs)
         if config.epochs <= meta["epoch"]:
             raise UsageError(f"{path} has finished {meta['epoch']} epochs of {config.epochs}; to train "
                              f"more, give --epochs above {meta['epoch']}")
+        say(describe(engine, processes))
         sequences, settings = load_pieces(args.data, settings)
         dataset = prepare(args.data, sequences, settings, config, vocab=vocab)
         say(f"resuming {path} after epoch {meta['epoch']}" + (f", batch {meta['batch']}" if meta["batch"] else ""))
-        return _train_and_report(args.data, dataset, meta["model_config"], config, Path(args.resume), True)
+        return _train_and_report(args.data, dataset, meta["model_config"], config, Path(args.resume), True,
+                                 engine=(engine, processes))
 
+    engine = engine_choice(args)
     settings = event_settings(args)
     config = train_config(args)
     model = model_config(args)
     run_dir = check_folder(args.out if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     refuse_existing_run(run_dir, hint=f", or continue it with --resume {run_dir}")
+    say(describe(*engine))
     sequences, settings = load_pieces(args.data, settings)
     dataset = prepare(args.data, sequences, settings, config)
-    return _train_and_report(args.data, dataset, model, config, run_dir, False)
+    return _train_and_report(args.data, dataset, model, config, run_dir, False, engine=engine)
 
 
 def prepare(data, sequences, settings, config, vocab=None):
@@ -495,12 +527,13 @@ def _describe(dataset):
         f"{len(dataset.val_names)} pieces")
 
 
-def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False):
+def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False, engine=("fast", 2)):
     from .train import train
     _describe(dataset)
     say(f"training {config.optimizer} lr {config.lr} for {config.epochs} epochs, writing to {run_dir}")
     result = train(dataset, model, config, run_dir, progress=_show_progress(),
-                   on_epoch=lambda record: say(format_record(record, config.epochs)), resume=resume)
+                   on_epoch=lambda record: say(format_record(record, config.epochs)), resume=resume,
+                   engine=engine[0], processes=engine[1])
     if result.interrupted:
         print(f"interrupted: saved {run_dir / 'last.npz'} (epoch {result.epoch}, batch {result.batch});"
               f" continue with: lstm-music train {data} --resume {run_dir}", file=sys.stderr, flush=True)
@@ -543,7 +576,7 @@ def run_generate(args):
     inputs = [checkpoint / "last.npz" if checkpoint.is_dir() else checkpoint, args.prime]
     for path in (out, out.with_suffix(".txt"), out.with_suffix(".wav"), out.with_suffix(".png")):
         output_path(path, inputs, create=False)  # none of the files written may replace an input
-    trained = load_trained(args.checkpoint)
+    trained = load_trained(args.checkpoint, engine_choice(args)[0])
     written = make_piece(trained, output_path(out, inputs), args.length, args.temperature, args.top_k,
                          args.seed, args.prime, args.include_prime, tempo,
                          wav=args.wav, plot=args.plot, rules=args.rules,
@@ -596,9 +629,11 @@ def run_compare(args):
     lrs = args.lrs or [COMPARE_LRS[name] for name in args.optimizers]
     if len(lrs) != len(args.optimizers):
         raise UsageError(f"--lrs needs one learning rate per optimizer ({len(args.optimizers)})")
+    engine = engine_choice(args)
     settings = event_settings(args)
     model = model_config(args)
     out = check_folder(args.out)
+    say(describe(*engine))
     sequences, settings = load_pieces(args.data, settings)
     histories, summary = {}, {}
     for name, lr in zip(args.optimizers, lrs):
@@ -607,14 +642,15 @@ def run_compare(args):
         dataset = prepare(args.data, sequences, settings, config)
         say(f"--- {name}")
         try:
-            status = _train_and_report(args.data, dataset, model, config, out / name, False, quiet=True)
+            status = _train_and_report(args.data, dataset, model, config, out / name, False, quiet=True,
+                                       engine=engine)
         except TrainingDiverged as error:  # its own message names train's --lr; compare takes --lrs
             raise LstmMusicError(f"{name}: {error.advice('learning rate for it in --lrs')}") from None
         if status:
             return status
         histories[name] = json.loads((out / name / "history.json").read_text())
         summary[name] = {"lr": lr, "train_config": config.to_dict(), "history": histories[name]}
-        make_piece(load_trained(out / name / "best.npz"), out / f"{name}.mid", 200, seed=config.seed)
+        make_piece(load_trained(out / name / "best.npz", engine[0]), out / f"{name}.mid", 200, seed=config.seed)
     plot_optimizer_comparison(histories, out / "compare.png")
     atomic_write_text(out / "compare.json", json.dumps(summary, indent=1))
     say(f"wrote {out / 'compare.png'}, {out / 'compare.json'} and one sample per optimizer "
@@ -727,7 +763,9 @@ def run_demo(args):
             raise UsageError("--epochs must be >= 1")
         training = {**training, "epochs": args.epochs}
     config = TrainConfig(**training)
+    engine, processes = engine_choice(args)
     refuse_existing_run(out, replaceable=_made_by_demo)
+    say(describe(engine, processes))
     settings = EventSettings()
     sequences = builtin_sequences(settings)
     dataset = prepare_data(sequences, settings, config)
@@ -735,11 +773,12 @@ def run_demo(args):
         f"({len(dataset.vocab)} distinct chunks), {config.epochs} epochs")
     result = train(dataset, TINY_MODEL if args.tiny else DEMO_MODEL, config, out,
                    progress=_show_progress(),
-                   on_epoch=lambda record: say(format_record(record, config.epochs)))
+                   on_epoch=lambda record: say(format_record(record, config.epochs)),
+                   engine=engine, processes=processes)
     if result.interrupted:
         print(f"interrupted: saved {out / 'last.npz'}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
-    trained = load_trained(out / "best.npz")
+    trained = load_trained(out / "best.npz", engine)
     written = make_piece(trained, out / "sample.mid", 48 if args.tiny else 400, temperature=0.8,
                          seed=config.seed, wav=True, plot=True, rules=True)
     say("wrote:")

@@ -8,10 +8,12 @@ Two steps, so each can be read (and tested) on its own:
 2. ``train(dataset, model_config, config, run_dir)`` runs the epochs. One training step is::
 
        loss, grads = model.loss(inputs, targets)      # forward + backpropagation through time
-                                                      # (with --processes 2, the default: as two
-                                                      # halves, in two processes, nn/data_parallel.py)
        clip_grad_norm(grads, config.clip)             # tame exploding gradients (Pascanu et al.)
        optimizer.step(model.params, grads)            # the only place weights change
+
+   ``engine`` chooses the code that computes ``model.loss``: "plain" (``nn/``, the default here) or
+   "fast" (``fast/``; with ``processes=2`` the loss of each batch comes from
+   ``fast.DataParallel.loss``, as two halves in two processes). The step is the same three lines.
 
    After each epoch it measures the validation loss, perplexity and next-token accuracy, appends a
    record to the history and writes ``RUN_DIR/last.npz`` (and ``best.npz`` when validation improved),
@@ -40,10 +42,10 @@ from .data import (DataError, iterate_batches, num_batches, split_by_file, unigr
                    windows_from_sequences)
 from .errors import LstmMusicError
 from .music.events import EventSettings, format_chunk, validate_chunks
+from .engines import EngineError, check_engine, make_model
 from .music.vocab import UnknownTokenError, Vocabulary, VocabularyError
-from .nn.data_parallel import DataParallel
 from .nn.losses import log_softmax
-from .nn.model import Model, validate_config
+from .nn.model import validate_config
 from .nn.optim import clip_grad_norm, make_optimizer
 
 CHECKPOINT_KIND = "lstm_from_scratch.run"
@@ -92,11 +94,7 @@ class TrainConfig:
     ``momentum`` is used by SGD only. ``seed`` fixes the initial weights, the train/validation split,
     the batch order and the dropout masks. ``transpose`` = N also trains on every training piece
     shifted by -N..+N semitones (data augmentation: a tune is the same tune in another key).
-    ``processes`` = 2 computes each batch as two halves, the second in a helper process
-    (``nn/data_parallel.py``; the helper starts only when NumPy's BLAS runs one thread, as
-    ``lstm-music`` sets it: from Python, set ``OPENBLAS_NUM_THREADS=1`` before NumPy is imported);
-    1 computes the whole batch in this process. Each gives its own numbers (they differ by rounding
-    and by the dropout masks), the same from run to run.
+    Which code computes the steps (the engine) is not a setting of the run: see ``train``.
     """
     optimizer: str = "adam"
     lr: float = 0.003
@@ -109,7 +107,6 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     transpose: int = 0
-    processes: int = 2
 
     def __post_init__(self):
         positive = {"epochs": self.epochs, "batch_size": self.batch_size,
@@ -127,8 +124,6 @@ class TrainConfig:
             raise ConfigError(f"transpose must be an integer in 0..12 semitones, got {self.transpose!r}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        if isinstance(self.processes, bool) or self.processes not in (1, 2):
-            raise ConfigError(f"processes must be 1 or 2, got {self.processes!r}")
         if self.optimizer not in ("sgd", "adam", "rmsprop"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose sgd, adam or rmsprop")
 
@@ -225,7 +220,7 @@ def transpose_piece(piece, semitones):
 class TrainResult:
     """What ``train`` returns. ``interrupted`` is True when Ctrl-C stopped it (``last.npz`` holds
     the exact point reached: ``epoch`` finished epochs plus ``batch`` batches of the next one)."""
-    model: Model
+    model: object  # an nn.model.Model, or a fast.FastModel
     history: list
     run_dir: Path
     interrupted: bool = False
@@ -233,7 +228,8 @@ class TrainResult:
     batch: int = 0
 
 
-def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, resume=False):
+def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, resume=False,
+          engine="plain", processes=1):
     """Train a model on ``dataset`` and write checkpoints, history and a loss plot to ``run_dir``.
 
     - ``model_config``: an ``nn.model`` config dict; its ``vocab_size`` is set from the vocabulary.
@@ -242,15 +238,25 @@ def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, 
     - ``on_epoch``: called with each epoch's history record (a dict) as soon as it is done.
     - ``resume``: continue from ``run_dir/last.npz``; its model config, vocabulary, event settings
       and training settings (all but ``epochs``) must match, or ``CheckpointError`` says which differs.
+    - ``engine``: "plain" (``nn/``) or "fast" (``fast/``); see ``engines.py``. ``processes=2`` (fast
+      engine only) computes each batch as two halves, the second in a helper process, which starts
+      when NumPy's BLAS runs one thread on two or more cores (``lstm-music`` sets that up; from
+      Python, set ``OPENBLAS_NUM_THREADS=1`` before NumPy is imported). Each engine and process
+      count gives its own numbers (they differ by rounding, and two processes draw their dropout
+      masks differently), the same from run to run. Every history record says which engine ran.
 
     Returns a ``TrainResult``. Ctrl-C (SIGINT) finishes the current batch, saves ``last.npz`` and
     returns with ``interrupted=True``. A NaN, infinite or exploding loss raises ``TrainingDiverged``.
     """
+    try:
+        check_engine(engine, processes)
+    except EngineError as error:
+        raise ConfigError(str(error)) from None
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         model_config = validate_config({**model_config, "vocab_size": len(dataset.vocab)})
-        model = Model(model_config, seed=config.seed)
+        model = make_model(model_config, engine, seed=config.seed)
     except (ValueError, TypeError, KeyError) as error:  # TypeError: a field of the wrong type
         if resume:  # the config came from the checkpoint's metadata
             raise CheckpointError(run_dir / "last.npz", f"damaged metadata, cannot resume: model "
@@ -259,13 +265,11 @@ def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, 
     optimizer_settings = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
     optimizer = make_optimizer(config.optimizer, config.lr, **optimizer_settings)
     shuffle_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(2)[1])
-    run = _RunState(model, optimizer, shuffle_rng, dataset, config, run_dir)
+    run = _RunState(model, optimizer, shuffle_rng, dataset, config, run_dir, engine, processes)
     if resume:
         run.restore(run_dir / "last.npz")
 
-    with _InterruptFlag() as interrupt, DataParallel(model, config.processes, optimizer) as parallel:
-        if config.processes == 2:
-            run.parallel = parallel
+    with _InterruptFlag() as interrupt, run:
         for epoch in range(run.epoch + 1, config.epochs + 1):
             # Kept so that a Ctrl-C save can store the generator as it was *before* this epoch's
             # shuffle: a resume redraws the same order and skips the batches already done.
@@ -284,10 +288,18 @@ def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, 
 class _RunState:
     """Everything a run carries from batch to batch, and how to save and restore it exactly."""
 
-    def __init__(self, model, optimizer, shuffle_rng, dataset, config, run_dir):
+    def __init__(self, model, optimizer, shuffle_rng, dataset, config, run_dir, engine, processes):
         self.model, self.optimizer, self.shuffle_rng = model, optimizer, shuffle_rng
         self.dataset, self.config, self.run_dir = dataset, config, run_dir
-        self.parallel = None  # or the DataParallel that computes each step, set by train()
+        self.engine, self.processes = engine, processes
+        # The loss of a batch and its gradients: model.loss, or the same as two halves computed in two
+        # processes (fast/data_parallel.py).
+        self.parallel = None
+        self.batch_loss = model.loss
+        if processes == 2:
+            from .fast import DataParallel
+            self.parallel = DataParallel(model)
+            self.batch_loss = self.parallel.loss
         self.epoch = 0           # epochs finished
         self.batch = 0           # batches finished in the epoch under way
         self.loss_sum = 0.0      # sum of those batches' losses (for the epoch's mean)
@@ -297,6 +309,13 @@ class _RunState:
         # A fresh net scores about ln V (a uniform guess); ten times that means the run blew up.
         self.uniform = math.log(len(dataset.vocab))
         self.exploded = 10 * max(self.uniform, 1.0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.parallel is not None:
+            self.parallel.close()  # stops the helper; the model keeps the weights it reached
 
     def seconds(self):
         return self.elapsed + time.perf_counter() - self.started
@@ -314,18 +333,12 @@ class _RunState:
                 # A diverging run overflows (exp, tanh, a huge step) before its loss turns inf or
                 # NaN; the check reports that with advice, so NumPy's own warnings would be noise.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    if self.parallel is None:
-                        loss, grads = model.loss(inputs, targets, training=True)
-                    else:  # the same, as two halves of the batch in two processes
-                        loss, grads = self.parallel.loss(inputs, targets, training=True)
+                    loss, grads = self.batch_loss(inputs, targets, training=True)
                 if not math.isfinite(loss) or loss > self.exploded:
                     raise TrainingDiverged(loss, epoch, self.batch + 1, self.uniform, config.lr, config.clip)
                 with np.errstate(over="ignore", invalid="ignore"):
-                    if self.parallel is None:
-                        clip_grad_norm(grads, config.clip)
-                        self.optimizer.step(model.params, grads)
-                    else:  # the same, each process updating half of every weight array
-                        self.parallel.update(config.clip)
+                    clip_grad_norm(grads, config.clip)
+                    self.optimizer.step(model.params, grads)
                 self.batch += 1
                 self.loss_sum += loss
                 if bar is not None:
@@ -350,6 +363,8 @@ class _RunState:
             "baseline_loss": self.dataset.baseline["cross_entropy"],
             "baseline_accuracy": self.dataset.baseline["accuracy"],
             "elapsed": self.seconds(),
+            "engine": self.engine,
+            "processes": self.processes,
         }
         improved = _is_best(record, self.history)
         self.history.append(record)
@@ -379,6 +394,7 @@ class _RunState:
             "loss_sum": self.loss_sum,
             "elapsed": self.seconds(),
             "rng": {"shuffle": shuffle_state, "dropout": self.model.rng.bit_generator.state},
+            "engine": {"name": self.engine, "processes": self.processes},
             "history": self.history,
         }
 
@@ -392,7 +408,10 @@ class _RunState:
         arrays, meta = load_checkpoint(path)
         current = self.meta(None)
         expected = {key: current[key] for key in ("kind", "vocabulary", "event_settings", "model_config")}
-        expected["train_config"] = {**self.config.to_dict(), "epochs": meta.get("train_config", {}).get("epochs")}
+        stored = meta.get("train_config") if isinstance(meta.get("train_config"), dict) else {}
+        expected["train_config"] = {**self.config.to_dict(), "epochs": stored.get("epochs")}
+        if "processes" in stored:  # runs from before the engine switch kept it there; ignore it
+            expected["train_config"]["processes"] = stored["processes"]
         check_compatible(meta, expected, path)
         progress = run_progress(path, meta, num_batches(len(self.dataset.train_x), self.config.batch_size))
         params = {name[len("param/"):]: value for name, value in arrays.items() if name.startswith("param/")}
@@ -533,12 +552,15 @@ def run_progress(path, meta, batches_per_epoch=None):
 
 
 def _is_record(record):
-    """Whether ``record`` looks like a history record ``finish_epoch`` writes: its keys, numbers or None."""
+    """Whether ``record`` looks like a history record ``finish_epoch`` writes: its keys, numbers or None
+    (and the engine's name: records from before the engine switch have no "engine" or "processes")."""
     keys = {"epoch", "train_loss", "val_loss", "val_perplexity", "val_accuracy", "baseline_loss",
             "baseline_accuracy", "elapsed"}
-    return isinstance(record, dict) and set(record) == keys and all(
+    if not isinstance(record, dict) or not keys <= set(record) <= keys | {"engine", "processes"}:
+        return False
+    return record.get("engine", "plain") in ("plain", "fast") and all(
         value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
-        for value in record.values())
+        for key, value in record.items() if key != "engine")
 
 
 def load_run(path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lstm_from_scratch import train as train_module
-from lstm_from_scratch.nn import data_parallel
+from lstm_from_scratch.fast import data_parallel
 from lstm_from_scratch.checkpoint import CheckpointError, load_checkpoint
 from lstm_from_scratch.data import DataError
 from lstm_from_scratch.music.events import ChunkSequence, EventSettings
@@ -108,12 +108,13 @@ def test_resume_after_an_epoch_is_bit_identical(tmp_path, dataset):
     assert strip == [{k: v for k, v in r.items() if k != "elapsed"} for r in resumed.history]
 
 
-@pytest.mark.parametrize("helper", [False, True])
-def test_ctrl_c_mid_epoch_saves_a_point_that_resumes_exactly(helper, tmp_path, dataset, monkeypatch):
-    if helper:  # the second half of every batch in a helper process, from the first batch on
+@pytest.mark.parametrize("engine, processes", [("plain", 1), ("fast", 1), ("fast", 2)])
+def test_ctrl_c_mid_epoch_saves_a_point_that_resumes_exactly(engine, processes, tmp_path, dataset, monkeypatch):
+    if processes == 2:  # the second half of every batch in a helper process, from the first batch on
         monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 0.0)
-        monkeypatch.setattr(data_parallel, "one_blas_thread", lambda: True)
-    straight = train(dataset, MODEL, config(epochs=2), tmp_path / "a", progress=False)
+        monkeypatch.setattr(data_parallel, "can_use_helper", lambda: True)
+    run = dict(progress=False, engine=engine, processes=processes)
+    straight = train(dataset, MODEL, config(epochs=2), tmp_path / "a", **run)
 
     calls = []
     real_clip = train_module.clip_grad_norm
@@ -125,16 +126,15 @@ def test_ctrl_c_mid_epoch_saves_a_point_that_resumes_exactly(helper, tmp_path, d
         return real_clip(grads, max_norm)
 
     monkeypatch.setattr(train_module, "clip_grad_norm", clip_then_interrupt)
-    monkeypatch.setattr(data_parallel, "clip_grad_norm", clip_then_interrupt)  # --processes 2 clips there
-    stopped = train(dataset, MODEL, config(epochs=2), tmp_path / "b", progress=False)
+    stopped = train(dataset, MODEL, config(epochs=2), tmp_path / "b", **run)
     assert stopped.interrupted and (stopped.epoch, stopped.batch) == (0, 3)
     _, meta = load_checkpoint(tmp_path / "b" / "last.npz")
     assert (meta["epoch"], meta["batch"]) == (0, 3)
+    assert meta["engine"] == {"name": engine, "processes": processes}
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler put back
 
     monkeypatch.setattr(train_module, "clip_grad_norm", real_clip)
-    monkeypatch.setattr(data_parallel, "clip_grad_norm", real_clip)
-    resumed = train(dataset, MODEL, config(epochs=2), tmp_path / "b", progress=False, resume=True)
+    resumed = train(dataset, MODEL, config(epochs=2), tmp_path / "b", resume=True, **run)
     assert_same_params(straight.model.params, resumed.model.params)
     assert resumed.history[0]["train_loss"] == straight.history[0]["train_loss"]
 
@@ -180,28 +180,35 @@ def test_a_single_piece_trains_without_validation(tmp_path):
 
 
 def test_a_helper_process_changes_the_speed_not_the_weights(tmp_path, dataset, monkeypatch):
-    """--processes 2 computes the second half of each batch in a helper process once a step takes
+    """processes=2 computes the second half of each batch in a helper process once a step takes
     MIN_STEP_SECONDS; with or without the helper, the weights come out the same, bit for bit."""
     started = []
-    real_helper = data_parallel._Helper
-    monkeypatch.setattr(data_parallel, "_Helper", lambda model: started.append(1) or real_helper(model))
+    real_start = data_parallel.DataParallel._start
+    monkeypatch.setattr(data_parallel.DataParallel, "_start",
+                        lambda self, numbers: started.append(1) or real_start(self, numbers))
+    monkeypatch.setattr(data_parallel, "can_use_helper", lambda: True)  # whatever NumPy's BLAS here
     monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", float("inf"))
-    alone = train(dataset, MODEL, config(epochs=2), tmp_path / "alone", progress=False)
+    fast = dict(progress=False, engine="fast", processes=2)
+    alone = train(dataset, MODEL, config(epochs=2), tmp_path / "alone", **fast)
     assert not started
     monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 0.0)
-    monkeypatch.setattr(data_parallel, "one_blas_thread", lambda: True)  # whatever NumPy's BLAS here
-    helped = train(dataset, MODEL, config(epochs=2), tmp_path / "helped", progress=False)
+    helped = train(dataset, MODEL, config(epochs=2), tmp_path / "helped", **fast)
     assert started == [1]
     assert_same_params(alone.model.params, helped.model.params)
     assert [r["val_loss"] for r in alone.history] == [r["val_loss"] for r in helped.history]
-    one = train(dataset, MODEL, config(epochs=2, processes=1), tmp_path / "one", progress=False)
-    assert len(started) == 1  # --processes 1: no helper at all, and (by rounding) other weights
+    one = train(dataset, MODEL, config(epochs=2), tmp_path / "one", progress=False, engine="fast")
+    assert len(started) == 1  # processes=1: no helper at all, and (by rounding) other weights
     assert not all(np.array_equal(one.model.params[k], alone.model.params[k]) for k in one.model.params)
 
 
+def test_train_refuses_an_unknown_engine_or_process_count(tmp_path, dataset):
+    for engine, processes in (("turbo", 1), ("fast", 3), ("plain", 2)):
+        with pytest.raises(train_module.ConfigError, match="engine|processes|process"):
+            train(dataset, MODEL, config(), tmp_path / engine, progress=False, engine=engine,
+                  processes=processes)
+
+
 def test_train_config_rejects_nonsense():
-    with pytest.raises(train_module.ConfigError, match="processes must be 1 or 2"):
-        config(processes=3)
     with pytest.raises(train_module.ConfigError, match="learning rate"):
         config(lr=-1)
     with pytest.raises(train_module.ConfigError, match="seq_len"):

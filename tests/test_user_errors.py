@@ -247,7 +247,7 @@ def test_running_out_of_memory_is_one_line(tmp_path, midi_folder, capsys, monkey
     # Was: `train --hidden 100000` ended in NumPy's _ArrayMemoryError traceback.
     def no_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 298. GiB for an array with shape (100000, 400000)")
-    monkeypatch.setattr("lstm_from_scratch.train.Model", no_memory)
+    monkeypatch.setattr("lstm_from_scratch.train.make_model", no_memory)
     assert cli.main(["train", str(midi_folder), *TINY, "--out", str(tmp_path / "r")]) == 1
     line = one_error_line(capsys)
     assert "memory" in line and "--hidden" in line
@@ -321,7 +321,7 @@ def test_a_checkpoint_whose_model_does_not_fit_in_memory_is_refused(tmp_path, tr
                                                                     monkeypatch):
     def no_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 29.8 GiB")
-    monkeypatch.setattr("lstm_from_scratch.generate.Model", no_memory)
+    monkeypatch.setattr("lstm_from_scratch.generate.make_model", no_memory)
     assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid")]) == 1
     line = one_error_line(capsys)
     assert str(trained_run / "last.npz") in line and "memory" in line

@@ -56,13 +56,11 @@ arrays inside the loop):
    (0.05-0.1 us each, timed alone); we have not pinned down where the rest comes from. (A copy of
    the layer does not keep them: see ``__getstate__``.)
 """
-import os
-
 import numpy as np
 
-from .fast_background import background
-from .layers import check_ids
-from .lstm import LSTM
+from ..nn.layers import check_ids
+from ..nn.lstm import LSTM
+from .background import background
 
 
 def scatter_add_rows_fast(ids, dout, num_rows):
@@ -107,20 +105,7 @@ def scatter_add_rows_fast(ids, dout, num_rows):
 SMALL_PRODUCT = 10**6
 
 
-def _blas_has_small_kernel():
-    """True when NumPy's BLAS is OpenBLAS and will run its AVX-512 kernels (the CPU has them and
-    ``OPENBLAS_CORETYPE`` does not force an older core)."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__ as cpu
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
-    except (ImportError, KeyError, TypeError):  # another NumPy layout: do not guess
-        return False
-    core = os.environ.get("OPENBLAS_CORETYPE", "").strip().lower()
-    forced_other = core not in ("", "skylakex", "cooperlake", "sapphirerapids")
-    return "openblas" in str(blas).lower() and bool(cpu.get("AVX512_SKX")) and not forced_other
-
-
-SPLIT_SMALL_PRODUCTS = _blas_has_small_kernel()
+SPLIT_SMALL_PRODUCTS = True  # (under measurement)
 
 
 def row_blocks(rows, inner, cols, max_blocks=4):
