@@ -53,7 +53,7 @@ def runs(tmp_path_factory):
     """
     folder = tmp_path_factory.mktemp("export-runs")
     config = train.TrainConfig(optimizer="adam", lr=0.01, epochs=1, batch_size=16, seq_len=8, step=64,
-                               seed=0, val_fraction=0.2, processes=1)
+                               seed=0, val_fraction=0.2)
     dataset = train.prepare_data(corpus.builtin_sequences(), events.EventSettings(), config)
     paths = {}
     for name, model_config in CONFIGS.items():
