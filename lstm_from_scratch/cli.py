@@ -273,6 +273,20 @@ def build_parser():
     decode.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="beats per minute (default 120)")
     decode.set_defaults(run=run_decode)
 
+    export = commands.add_parser("export", help="write a trained model's weights under PyTorch's names")
+    export.add_argument("checkpoint", metavar="CHECKPOINT", type=path_argument,
+                        help="a .npz checkpoint or a run folder")
+    export.add_argument("-o", "--out", required=True, metavar="OUT.npz", type=path_argument,
+                        help="the weights; the architecture and vocabulary go beside it, in OUT.json")
+    export.set_defaults(run=run_export)
+
+    import_ = commands.add_parser("import", help="turn an export (trained on in PyTorch, say) back into a checkpoint")
+    import_.add_argument("exported", metavar="EXPORT.npz", type=path_argument,
+                         help="weights written by export (or by PyTorch), with EXPORT.json beside them")
+    import_.add_argument("-o", "--out", required=True, metavar="CHECKPOINT.npz", type=path_argument,
+                         help="a checkpoint for lstm-music generate")
+    import_.set_defaults(run=run_import)
+
     demo = commands.add_parser("demo", help="train a small model on the built-in tunes and play it")
     demo.add_argument("--out", default="lstm-music-demo", metavar="DIR", type=path_argument,
                       help="default ./lstm-music-demo")
@@ -828,6 +842,43 @@ def run_decode(args):
         chunks_to_midi(piece.chunks, path, ticks_per_beat=piece.ticks_per_beat, tempo=tempo)
         written.append(str(path))
     say("wrote " + ", ".join(written))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# export and import (PyTorch)
+# ----------------------------------------------------------------------------------------------
+
+def _npz_out(out, what):
+    """``Path(out)``, or ``UsageError`` unless it ends in .npz; ``what`` says what -o names."""
+    out = Path(out)
+    if out.suffix.lower() != ".npz":
+        raise UsageError(f"-o names {what}, not {out.name}")
+    return out
+
+
+def run_export(args):
+    from .export import architecture_path, export_trained
+    from .generate import load_trained
+    out = _npz_out(args.out, "the weights file, OUT.npz (the architecture goes beside it, in OUT.json)")
+    checkpoint = Path(args.checkpoint)
+    inputs = [checkpoint / "last.npz" if checkpoint.is_dir() else checkpoint]
+    for path in (out, architecture_path(out)):
+        output_path(path, inputs)  # neither file may replace the checkpoint
+    trained = load_trained(checkpoint)
+    weights, architecture = export_trained(trained, output_path(out, inputs))
+    say(f"wrote {weights} (the weights, under PyTorch's names) and {architecture} (the layers and vocabulary)")
+    say("load them in PyTorch as tutorials/12-taking-it-to-pytorch.md shows")
+    return 0
+
+
+def run_import(args):
+    from .export import architecture_path, import_to_checkpoint
+    out = _npz_out(args.out, "the checkpoint to write, a .npz file")
+    inputs = [args.exported, architecture_path(args.exported)]
+    output_path(out, inputs)  # check before reading
+    written = import_to_checkpoint(args.exported, output_path(out, inputs))
+    say(f"wrote {written}; make music with: lstm-music generate {written} -o piece.mid")
     return 0
 
 
