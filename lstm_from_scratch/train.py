@@ -402,7 +402,8 @@ def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, 
                 record = run.validate(epoch, end_of_epoch=True)
                 if on_epoch is not None:
                     on_epoch(record)
-                stopped = run.over()
+                # at the time the save holds, so that a resumed run agrees on whether the time is up
+                stopped = run.over(record["elapsed"])
         if stopped in _InterruptFlag.SIGNALS:
             run.save(run_dir / "last.npz", run.epoch_rng_state)
             run.save_history(plot=bool(run.history))
@@ -453,12 +454,14 @@ class _RunState:
     def seconds(self):
         return self.elapsed + _clock() - self.started
 
-    def over(self):
-        """Why the run should stop now, at a batch's end: "epochs", "minutes" or "patience"; or None."""
+    def over(self, now=None):
+        """Why the run should stop at a batch's end: "epochs", "minutes" or "patience"; or None.
+        ``now`` is the run's seconds at that point (by default, now)."""
         config = self.config
+        now = self.seconds() if now is None else now
         if config.epochs is not None and self.epoch >= config.epochs:
             return "epochs"
-        if config.minutes is not None and self.seconds() >= 60 * config.minutes:
+        if config.minutes is not None and now >= 60 * config.minutes:
             return "minutes"
         if config.patience is not None and self.stale >= config.patience:
             return "patience"
