@@ -509,9 +509,11 @@ def duration(seconds):
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def count(number, word):
-    """ "1 file", "3 files": a number with its noun, singular or plural."""
-    return f"{number:,} {word if number == 1 else word + 's'}"
+def count(number, word, plural=None):
+    """ "1 file", "3 files", "2 batches": a number with its noun, singular or plural."""
+    if number == 1:
+        return f"{number:,} {word}"
+    return f"{number:,} {plural or word + 's'}"
 
 
 _clock = time.monotonic  # the CLI's clock for its progress lines (a test may put a fake one here)
@@ -545,7 +547,7 @@ class _TrainingReport:
                 status.session_batches >= 20 or status.session_seconds >= 3):
             per_batch = status.session_seconds / status.session_batches
             self.write(f"speed: {per_batch:.3g} s a batch, about {duration(per_batch * status.batches)} "
-                       f"an epoch of {count(status.batches, 'batch')}")
+                       f"an epoch of {count(status.batches, 'batch', 'batches')}")
             self.speed_told = True
         if not self.bars and _clock() - self.last_line >= self.INTERVAL:
             of = "" if status.epochs is None else f"/{status.epochs}"
