@@ -44,6 +44,10 @@ DEMO_TRAINING = {"optimizer": "adam", "lr": 0.005, "epochs": 6, "batch_size": 32
                  "step": 8, "clip": 5.0, "seed": 0, "val_fraction": 0.15, "transpose": 5}
 TINY_MODEL = {"input": "onehot", "layers": [{"type": "lstm", "hidden_size": 8}], "output": "sequence"}
 TINY_TRAINING = {**DEMO_TRAINING, "epochs": 1, "seq_len": 8, "step": 32, "transpose": 0}
+# What the demo writes, in the order a user would open them: the page that shows it all, the piece
+# to hear and see, the training curves and history, the checkpoints.
+DEMO_FILES = ("report.html", "sample.wav", "sample.mid", "sample.txt", "sample.png", "loss.png",
+              "history.csv", "history.json", "best.npz", "last.npz")
 
 
 class UsageError(Exception):
@@ -255,6 +259,13 @@ def build_parser():
     decode.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="beats per minute (default 120)")
     decode.set_defaults(run=run_decode)
 
+    report = commands.add_parser("report", help="(re)write RUN_DIR/report.html, the page of a run")
+    report.add_argument("run_dir", metavar="RUN_DIR", type=path_argument,
+                        help="a run folder, written by train or demo")
+    report.add_argument("data", metavar="DATA", nargs="?", type=path_argument,
+                        help="the pieces the run trained on, as given to train (default: the built-in tunes)")
+    report.set_defaults(run=run_report)
+
     demo = commands.add_parser("demo", help="train a small model on the built-in tunes and play it")
     demo.add_argument("--out", default="lstm-music-demo", metavar="DIR", type=path_argument,
                       help="default ./lstm-music-demo")
@@ -454,7 +465,8 @@ def run_train(args):
         sequences, settings = load_pieces(args.data, settings)
         dataset = prepare(args.data, sequences, settings, config, vocab=vocab)
         say(f"resuming {path} after epoch {meta['epoch']}" + (f", batch {meta['batch']}" if meta["batch"] else ""))
-        return _train_and_report(args.data, dataset, meta["model_config"], config, Path(args.resume), True)
+        return _train_and_report(args.data, dataset, meta["model_config"], config, Path(args.resume), True,
+                                 sequences=sequences)
 
     settings = event_settings(args)
     config = train_config(args)
@@ -463,7 +475,7 @@ def run_train(args):
     refuse_existing_run(run_dir, hint=f", or continue it with --resume {run_dir}")
     sequences, settings = load_pieces(args.data, settings)
     dataset = prepare(args.data, sequences, settings, config)
-    return _train_and_report(args.data, dataset, model, config, run_dir, False)
+    return _train_and_report(args.data, dataset, model, config, run_dir, False, sequences=sequences)
 
 
 def prepare(data, sequences, settings, config, vocab=None):
@@ -481,7 +493,7 @@ def _describe(dataset):
         f"{len(dataset.val_names)} pieces")
 
 
-def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False):
+def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False, sequences=None):
     from .train import train
     _describe(dataset)
     say(f"training {config.optimizer} lr {config.lr} for {config.epochs} epochs, writing to {run_dir}")
@@ -492,8 +504,14 @@ def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False
               f" continue with: lstm-music train {data} --resume {run_dir}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     if not quiet:
-        say(f"wrote {run_dir}/last.npz, best.npz, history.json, history.csv, loss.png")
+        written = "loss.png, history.csv, history.json, best.npz, last.npz"
+        if sequences is not None:
+            from .report import write_report
+            written = f"{write_report(run_dir, sequences, dataset).name}, {written}"
+        say(f"wrote {run_dir}/{written}")
         say(f"make music with: lstm-music generate {run_dir / 'best.npz'} -o piece.mid --wav")
+        if sequences is not None:
+            say(f"see and hear what the net learned: open {run_dir / 'report.html'} in a browser")
     return 0
 
 
@@ -660,6 +678,32 @@ def run_decode(args):
 
 
 # ----------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------
+
+def run_report(args):
+    from .report import ReportError, write_report
+    from .train import load_run, run_settings
+
+    run_dir = Path(args.run_dir)
+    if run_dir.is_file():
+        raise UsageError(f"report takes the run folder (the one holding last.npz), not {run_dir}")
+    path, _, meta = load_run(run_dir)
+    settings, _, _ = run_settings(path, meta)
+    sequences, _ = load_pieces(args.data or "builtin", settings)
+    try:
+        written = write_report(run_dir, sequences)
+    except ReportError as error:
+        if args.data is None:  # the default guessed wrong: say what to give
+            raise ReportError(f"{error}; name the DATA it was trained on: "
+                              f"lstm-music report {run_dir} DATA") from None
+        raise ReportError(f"{args.data}: {error}") from None
+    say(f"wrote {written}")
+    say(f"see and hear what the net learned: open {written} in a browser")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
 # demo
 # ----------------------------------------------------------------------------------------------
 
@@ -667,6 +711,7 @@ def run_demo(args):
     from .generate import load_trained
     from .music.events import EventSettings
     from .music.corpus import builtin_sequences
+    from .report import write_report
     from .train import TrainConfig, prepare_data, train
 
     out = check_folder(args.out)
@@ -689,12 +734,14 @@ def run_demo(args):
         print(f"interrupted: saved {out / 'last.npz'}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     trained = load_trained(out / "best.npz")
-    written = make_piece(trained, out / "sample.mid", 48 if args.tiny else 400, temperature=0.8,
-                         seed=config.seed, wav=True, plot=True, rules=True)
+    make_piece(trained, out / "sample.mid", 48 if args.tiny else 400, temperature=0.8,
+               seed=config.seed, wav=True, plot=True, rules=True)
+    report = write_report(out, sequences, dataset)
     say("wrote:")
-    for path in written + [out / "loss.png", out / "best.npz"]:
-        say(f"  {path}")
+    for name in DEMO_FILES:  # every file the demo writes, in the order a user would open them
+        say(f"  {out / name}")
     say(f"listen: open {out / 'sample.wav'}  (or play {out / 'sample.mid'} in any MIDI player)")
+    say(f"see and hear what the net learned: open {report} in a browser")
     return 0
 
 

@@ -512,7 +512,7 @@ def plot_chunk_saliency(events, sizes, target, path, title: str | None = None) -
     T = len(events)
     roll.scatter([T], [pitch], marker="*", s=260, color="C2", edgecolors="black", zorder=4)
     kind = "note-on" if is_on and velocity > 0 else "note-off"
-    roll.annotate(f"next: {kind} {note_name(pitch)}\np = {probability:.2f}", (T, pitch),
+    roll.annotate(f"next: {kind} {note_name(pitch)}\np = {probability:.2g}", (T, pitch),
                   xytext=(-8, 14), textcoords="offset points", ha="right", fontsize="small",
                   bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85})
     _pitch_ticks(roll, min(low, pitch), max(high, pitch))

@@ -132,6 +132,12 @@ def _template():
 
 def _same_split(sequences, trained, config, run_dir):
     """The run's ``Dataset`` again, checked to be the same training data by its token counts."""
+    known = set(trained.vocab.tokens)
+    for piece in sequences:
+        unknown = next((chunk for chunk in piece.chunks if chunk not in known), None)
+        if unknown is not None:
+            raise ReportError(f"these pieces are not the ones {run_dir} was trained on: {piece.name} has "
+                              f"the chunk {unknown!r}, which the run's vocabulary does not")
     try:
         dataset = prepare_data(sequences, trained.settings, config, vocab=trained.vocab)
     except (DataError, UnknownTokenError) as error:
@@ -347,7 +353,8 @@ def _glance(trained, meta, config, dataset, sequences, checkpoint):
         ("training", f"{config.optimizer}, learning rate {config.lr:g}, batches of {config.batch_size}, "
                      f"gradient clipping at {config.clip:g}, seed {config.seed}"),
         ("time", "&ndash;" if elapsed is None else
-                 f"{len(history)} epochs in {elapsed:.1f} seconds ({elapsed / max(len(history), 1):.1f} s an epoch)"),
+                 f"{len(history)} epoch{'s' if len(history) != 1 else ''} in {elapsed:.1f} seconds "
+                 f"({elapsed / max(len(history), 1):.1f} s an epoch)"),
         ("this page uses", f"{checkpoint.name}, the weights after epoch {trained.meta.get('epoch')}"),
     ]
     table = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
@@ -486,13 +493,20 @@ def chosen_step(events, probabilities, steps=SALIENCY_STEPS):
 
 
 def _inside(trained, piece, val_pieces, config):
-    model, vocab = trained.model, trained.vocab
     try:
-        ids = vocab.encode(piece.chunks)
+        ids = trained.vocab.encode(piece.chunks)
     except UnknownTokenError as error:
         raise ReportError(f"{piece.name}: {error}") from None
     events = validate_chunks(piece.chunks)
-    where = "a validation piece, never trained on" if piece in val_pieces else "a training piece (no validation pieces)"
+    where = ("a validation piece, never trained on" if piece in val_pieces
+             else "a training piece (there are no validation pieces)")
+    return (_gates_part(trained.model, ids, events, f"{html.escape(piece.name)} ({where})")
+            + _saliency_part(trained.model, ids, events)
+            + _horizon_part(trained.model, ids, config.seq_len))
+
+
+def _gates_part(model, ids, events, what):
+    """The gates i, f, o and the cell state of the first LSTM over the piece's first chunks."""
     T = min(GATE_CHUNKS, len(ids))
     layer = _lstm_layers(model)[0]
     model.forward(ids[:T, None])  # (T, 1): the piece as one sequence, from a zero state
@@ -504,51 +518,65 @@ def _inside(trained, piece, val_pieces, config):
     strongest = np.argsort(-np.abs(correlations))[:GATE_UNITS]
     order = strongest[np.argsort(-correlations[strongest])]
     shown = {name: arrays[name][:, order] for name in ("i", "f", "o", "c")}
-    gates = _png(plots.plot_gates_over_chunks, shown, events[:T])
     hidden = arrays["h"].shape[1]
+    return (
+        "<h3>The gates and the memory, chunk by chunk</h3>"
+        f"<p>The net reads the first {T} chunks of {what}. Each heatmap has one column per chunk read "
+        f"and one row per hidden unit of the first LSTM layer: the {len(order)} of its {hidden} units "
+        "whose output h follows the note-ons and note-offs most closely, the most note-on-like on top, "
+        "the most note-off-like at the bottom (by correlation, as in tutorial 10). The <b>input "
+        "gate</b> i says how much new content a unit writes, the <b>forget gate</b> f how much of its "
+        "memory it keeps (near 1: keep), the <b>output gate</b> o how much it shows, and the <b>cell "
+        "state</b> c is the memory itself. A column that changes with a note-on or a note-off above "
+        "it is a unit that reacts to that event.</p>"
+        + _image(_png(plots.plot_gates_over_chunks, shown, events[:T]), "gates and cell state over the piece"))
 
+
+def _saliency_part(model, ids, events):
+    """One prediction, and the size of its gradient with respect to each chunk read before it."""
     N = min(len(ids), SALIENCY_STEPS[1] + 1)
-    logits = model.forward(ids[:N, None])[:, 0]  # (N, V)
+    logits = model.forward(ids[:N, None])[:, 0]  # (N, V): the prediction after each chunk
     probabilities = np.exp(log_softmax(logits[:-1].astype(np.float64)))[np.arange(N - 1), ids[1:N]]
     step = chosen_step(events[:N], probabilities)
     log_prob, sizes = gradient_sizes(model, ids[:step + 1], ids[step + 1])
-    saliency = _png(plots.plot_chunk_saliency, events[:step + 1], sizes, (events[step + 1], math.exp(log_prob)))
-    horizon, averaged = _memory_horizon(model, ids)
-    horizon_picture = "" if horizon is None else _image(
-        _png(plots.plot_memory_horizon, horizon, window=config.seq_len),
-        "mean gradient size against chunks back",
-        f"The gradient sizes of {len(averaged)} predictions (after chunks {averaged[0]}, "
-        f"{averaged[1] if len(averaged) > 1 else ''}&hellip; {averaged[-1]}), by how many chunks back "
-        "each input was, averaged; each prediction's largest is 1.")
     target = events[step + 1]
     kind = "ends" if not (target[1] and target[3] > 0) else "starts"
+    if kind == "ends" and probabilities[step] >= 0.1:
+        why = ("We chose the chunk that ends the note struck longest before it, among those the net "
+               "gave at least 0.1: predicting it needs memory.")
+    else:
+        why = ("The net gave no note-ending chunk here a probability of 0.1 or more, so we chose the "
+               "prediction it was surest of.")
+    picture = _png(plots.plot_chunk_saliency, events[:step + 1], sizes, (target, math.exp(log_prob)))
     return (
-        f"<h3>The gates and the memory, chunk by chunk</h3>"
-        f"<p>The net reads the first {T} chunks of {html.escape(piece.name)} ({where}). Each heatmap has "
-        f"one column per chunk read and one row per hidden unit of the first LSTM layer: the "
-        f"{min(GATE_UNITS, hidden)} of its {hidden} units whose output h follows the note-ons and "
-        f"note-offs most closely, the most note-on-like on top, the most note-off-like at the bottom "
-        f"(by correlation, as in tutorial 10). The <b>input gate</b> i says how much "
-        f"new content a unit writes, the <b>forget gate</b> f how much of its memory it keeps (near 1: "
-        f"keep), the <b>output gate</b> o how much it shows, and the <b>cell state</b> c is the memory "
-        f"itself. A column that changes with a note-on or a note-off above it is a unit that reacts to "
-        f"that event.</p>"
-        + _image(gates, "gates and cell state over the piece")
-        + "<h3>Which earlier chunks drove this prediction?</h3>"
+        "<h3>Which earlier chunks drove this prediction?</h3>"
         f"<p>After chunk {step}, the next chunk {kind} {plots.note_name(target[2])}, and the net gave "
-        f"it a probability of {math.exp(log_prob):.2f}. Which of the chunks read before mattered for "
-        f"that number? Backpropagation through time answers it: the gradient of ln p(next chunk) with "
-        f"respect to the input at each earlier step, computed by the same backward pass that trains the "
-        f"net (<code class=\"inline\">lstm_from_scratch/saliency.py</code>). Its size (length) at a "
-        f"step says how much the prediction would change if the chunk read there changed; a size near "
-        f"0 means the net no longer depends on it. We chose the chunk that ends the note struck longest "
-        f"before it, among those the net gave at least 0.1: predicting it needs memory.</p>"
-        + _image(saliency, "gradient size of each earlier chunk, over the piano roll")
-        + ("" if horizon is None else
-           "<p>How far back does the net look, in general? Averaged over many predictions, the "
-           "dependence fades within a few dozen chunks. The net trained on windows of "
-           f"{config.seq_len} chunks, each from a fresh memory, so backpropagation never taught it "
-           "to use anything further back.</p>" + horizon_picture))
+        f"it a probability of {math.exp(log_prob):.2g}. Which of the chunks read before mattered for "
+        "that number? Backpropagation through time answers it: the gradient of ln p(next chunk) with "
+        "respect to the input at each earlier step, computed by the same backward pass that trains the "
+        "net (<code class=\"inline\">lstm_from_scratch/saliency.py</code>). Its size (length) at a "
+        "step says how much the prediction would change if the chunk read there changed; a size near "
+        f"0 means the net no longer depends on it. {why}</p>"
+        + _image(picture, "gradient size of each earlier chunk, over the piano roll"))
+
+
+def _horizon_part(model, ids, window):
+    """How far back the net looks: the gradient sizes of many predictions, by distance back."""
+    horizon, averaged = _memory_horizon(model, ids)
+    if horizon is None:
+        return ""
+    faded = np.flatnonzero(horizon < 0.1)
+    fade = (f"falls below a tenth of its largest {faded[0]} chunks back" if len(faded) else
+            f"is still a tenth of its largest {HORIZON_LAGS} chunks back")
+    caption = (f"The gradient sizes of {len(averaged)} predictions (after chunks "
+               f"{', '.join(map(str, averaged[:2]))}, &hellip; {averaged[-1]}), by how many chunks back "
+               "each input was, averaged; each prediction's largest is 1.")
+    return (
+        "<p>How far back does the net look, in general? Averaged over many predictions, the gradient "
+        f"size {fade}. The net trained on windows of {window} chunks, each started from an empty "
+        "memory, so backpropagation through time never taught it to use anything further back.</p>"
+        + _image(_png(plots.plot_memory_horizon, horizon, window=window),
+                 "mean gradient size against chunks back", caption))
 
 
 def _memory_horizon(model, ids):
