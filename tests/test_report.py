@@ -172,3 +172,12 @@ def test_the_demo_page_in_a_real_browser(demo_run, tmp_path_factory):
             path = browser.screenshot(shots / f"report-{width}x{height}.png")
             print(f"report screenshot: {path}")
             assert path.stat().st_size > 50_000
+
+
+def test_the_engine_is_shown_when_the_run_names_it(demo_run):
+    # Runs say which engine trained them ("plain" or "fast") in their train config or history once
+    # the engines are split (issue 13); older runs do not, and then the page leaves the row out.
+    assert report._engine({"train_config": {"engine": "fast"}, "history": []}) == "fast"
+    assert report._engine({"train_config": {}, "history": [{"epoch": 1, "engine": "plain"}]}) == "plain"
+    assert report._engine({"train_config": {}, "history": []}) is None
+    assert "<th>engine</th>" not in (demo_run / "report.html").read_text(encoding="utf-8")
