@@ -512,12 +512,12 @@ def plot_chunk_saliency(events, sizes, target, path, title: str | None = None) -
     T = len(events)
     roll.scatter([T], [pitch], marker="*", s=260, color="C2", edgecolors="black", zorder=4)
     kind = "note-on" if is_on and velocity > 0 else "note-off"
-    roll.annotate(f"next: {kind} {note_name(pitch)}\np = {probability:.2g}", (T, pitch),
-                  xytext=(-8, 14), textcoords="offset points", ha="right", fontsize="small",
-                  bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85})
     _pitch_ticks(roll, min(low, pitch), max(high, pitch))
-    roll.set_title("the chunks read, coloured by how much the prediction depends on each",
+    roll.set_title("the chunks read, coloured by gradient size",
                    fontsize="medium", loc="left")
+    # Above the axes, where no note can hide it: the chunk predicted (the star) and its probability.
+    roll.set_title(f"\u2605 next: {kind} {note_name(pitch)}, p = {probability:.2g}", fontsize="medium",
+                   loc="right", color="C2")
     bars.bar(np.arange(T), relative, width=0.8, color=cmap(norm(relative)), edgecolor="0.3", linewidth=0.4)
     bars.set(xlabel="chunk number", ylabel="gradient size\n(largest = 1)", ylim=(0, 1.05))
     bars.set_xlim(-0.8, T + 0.8)

@@ -566,14 +566,15 @@ def _horizon_part(model, ids, window):
     if horizon is None:
         return ""
     faded = np.flatnonzero(horizon < 0.1)
-    fade = (f"falls below a tenth of its largest {faded[0]} chunks back" if len(faded) else
-            f"is still a tenth of its largest {HORIZON_LAGS} chunks back")
+    fade = (f"falls below 0.1 (a tenth of each prediction's largest) {faded[0]} chunks back"
+            if len(faded) else f"is still above 0.1 (a tenth of each prediction's largest) "
+                               f"{HORIZON_LAGS} chunks back")
     caption = (f"The gradient sizes of {len(averaged)} predictions (after chunks "
                f"{', '.join(map(str, averaged[:2]))}, &hellip; {averaged[-1]}), by how many chunks back "
                "each input was, averaged; each prediction's largest is 1.")
     return (
-        "<p>How far back does the net look, in general? Averaged over many predictions, the gradient "
-        f"size {fade}. The net trained on windows of {window} chunks, each started from an empty "
+        "<p>How far back does the net look, in general? Averaged over many predictions, the mean "
+        f"gradient size {fade}. The net trained on windows of {window} chunks, each started from an empty "
         "memory, so backpropagation through time never taught it to use anything further back.</p>"
         + _image(_png(plots.plot_memory_horizon, horizon, window=window),
                  "mean gradient size against chunks back", caption))
