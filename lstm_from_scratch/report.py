@@ -112,7 +112,7 @@ def write_report(run_dir, sequences, dataset=None):
         sections = {
             "glance": _glance(trained, meta, config, dataset, sequences, checkpoint),
             "curves": _curves(meta.get("history", []), meta.get("baseline")),
-            "listen": _listen(listened, studied),
+            "listen": _listen(listened),
             "corpus": _corpus(listened, train_pieces),
             "inside": _inside(trained, studied, val_pieces, config),
         }
@@ -235,7 +235,7 @@ def _chunk_text(chunks, ticks_per_beat):
     return '<p class="chunks">' + " ".join(words) + " &hellip;</p>"
 
 
-def _listen(pieces, studied):
+def _listen(pieces):
     parts = [
         "<p>Each piece below was written by the net one chunk at a time, by the roulette wheel: it draws "
         "the next chunk with the probability the net gives it. The <em>temperature</em> divides the "
@@ -244,8 +244,8 @@ def _listen(pieces, studied):
         "piece is real music from the training data, to compare.</p>",
         "<p>Under each player: a piano roll (time across, pitch up, loudness as colour) and the first "
         "chunks the net wrote. <code class=\"inline\">DELTA_no_PITCH_VELOCITY</code> starts a note, "
-        "<code class=\"inline\">DELTA_nf_PITCH_0</code> ends one; DELTA counts quarter-beat steps since "
-        "the chunk before. Point at a chunk to read it in words.</p>",
+        f"<code class=\"inline\">DELTA_nf_PITCH_0</code> ends one; DELTA is the time since the chunk "
+        f"before, in steps of 1/{pieces[0].ticks_per_beat} beat. Point at a chunk to read it in words.</p>",
     ]
     for piece in pieces:
         notes = piece.notes()
@@ -500,9 +500,10 @@ def _inside(trained, piece, val_pieces, config):
     events = validate_chunks(piece.chunks)
     where = ("a validation piece, never trained on" if piece in val_pieces
              else "a training piece (there are no validation pieces)")
-    return (_gates_part(trained.model, ids, events, f"{html.escape(piece.name)} ({where})")
-            + _saliency_part(trained.model, ids, events)
-            + _horizon_part(trained.model, ids, config.seq_len))
+    gates = _gates_part(trained.model, ids, events, f"{html.escape(piece.name)} ({where})")
+    if len(ids) < 2:  # nothing was predicted from what came before
+        return gates
+    return gates + _saliency_part(trained.model, ids, events) + _horizon_part(trained.model, ids, config.seq_len)
 
 
 def _gates_part(model, ids, events, what):
@@ -535,8 +536,11 @@ def _gates_part(model, ids, events, what):
 def _saliency_part(model, ids, events):
     """One prediction, and the size of its gradient with respect to each chunk read before it."""
     N = min(len(ids), SALIENCY_STEPS[1] + 1)
-    logits = model.forward(ids[:N, None])[:, 0]  # (N, V): the prediction after each chunk
-    probabilities = np.exp(log_softmax(logits[:-1].astype(np.float64)))[np.arange(N - 1), ids[1:N]]
+    probabilities = np.empty(N - 1)  # entry t: the probability the net gave chunk t + 1
+    state = model.initial_state(1)
+    for t in range(N - 1):  # one step at a time, as in generation (any output config)
+        logits, state = model.step(ids[t:t + 1], state)
+        probabilities[t] = np.exp(log_softmax(logits[0].astype(np.float64))[ids[t + 1]])
     step = chosen_step(events[:N], probabilities)
     log_prob, sizes = gradient_sizes(model, ids[:step + 1], ids[step + 1])
     target = events[step + 1]

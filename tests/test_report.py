@@ -175,3 +175,22 @@ def test_the_engine_is_shown_when_the_run_names_it(demo_run):
     assert report._engine({"train_config": {}, "history": [{"epoch": 1, "engine": "plain"}]}) == "plain"
     assert report._engine({"train_config": {}, "history": []}) is None
     assert "<th>engine</th>" not in (demo_run / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_page_for_an_embedding_model_that_predicts_the_last_step_only(tmp_path):
+    # The other paths through the page: an embedding's output as the input gradient, two LSTMs,
+    # logits at the last step only (one pass per prediction), and no validation pieces.
+    from lstm_from_scratch import train
+    from lstm_from_scratch.music.events import EventSettings
+
+    pieces = builtin_sequences()[:3]
+    config = train.TrainConfig(epochs=1, batch_size=16, seq_len=8, step=16, val_fraction=0.0, processes=1)
+    dataset = train.prepare_data(pieces, EventSettings(), config)
+    model = {"input": "embedding", "embedding_dim": 6, "output": "last",
+             "layers": [{"type": "lstm", "hidden_size": 8}, {"type": "lstm", "hidden_size": 8}]}
+    train.train(dataset, model, config, tmp_path, progress=False)
+    text = report.write_report(tmp_path, pieces).read_text(encoding="utf-8")
+    assert Page(text).sections == list(SECTIONS)
+    assert "Primed with" not in text  # no validation piece to prime with
+    assert "a training piece (there are no validation pieces)" in text
+    assert "embedding 6 &rarr; LSTM 8 &rarr; LSTM 8" in text and "only the chunk after each window" in text
