@@ -280,7 +280,7 @@ def plot_gate_activations(gates: dict, path, tokens=None, title: str | None = No
 # The run report's figures (report.py puts them inside report.html)
 # ----------------------------------------------------------------------------------------------
 
-def _best_record(history: list[dict]):
+def best_record(history: list[dict]):
     """The record with the lowest validation loss (training loss when there is no validation)."""
     key = "val_loss" if any(entry.get("val_loss") is not None for entry in history) else "train_loss"
     scored = [entry for entry in history if entry.get(key) is not None]
@@ -297,7 +297,7 @@ def plot_learning_curves(history: list[dict], path, baseline=None, title: str | 
     history = list(history)
     if isinstance(baseline, dict):
         baseline = baseline.get("cross_entropy")
-    best, best_key = _best_record(history)
+    best, best_key = best_record(history)
     figure = _new_figure(WIDTH * 1.25, HEIGHT)
     by_epoch, by_time = figure.subplots(1, 2, sharey=True)
     for axes, x_key, x_label in ((by_epoch, "epoch", "epoch"), (by_time, "elapsed", "seconds of training")):

@@ -40,7 +40,7 @@ from .atomic import atomic_write_text
 from .errors import DataError, LstmMusicError
 from .generate import default_prime, generate, load_trained
 from .music import stats
-from .music.events import chunks_to_notes, validate_chunks
+from .music.events import Note, chunks_to_notes, validate_chunks
 from .music.synth import render_notes, wav_bytes
 from .music.vocab import UnknownTokenError
 from .nn.losses import log_softmax
@@ -70,16 +70,22 @@ class ReportError(LstmMusicError):
 
 @dataclass
 class Piece:
-    """One piece on the page. ``chunks`` are the chunks played (a prime included); ``new_from`` is
-    where the net's own chunks start (0 for a generated piece, ``len(chunks)`` for a real one)."""
+    """One piece on the page: ``label`` for headings, ``short`` for charts, ``about`` in words.
+
+    ``chunks`` are all the chunks played; the first ``real`` of them are real music (a prime), the
+    rest the net's: 0 for a generated piece, ``len(chunks)`` for a training piece.
+    """
     label: str
     short: str
     about: str
     chunks: list
     ticks_per_beat: int
-    new_from: int = 0
-    colour: str = "C0"
-    css: str = ""
+    real: int = 0
+    colour: str = "0.4"
+
+    @property
+    def generated(self):
+        return self.real < len(self.chunks)
 
     def notes(self, start=0):
         """The notes of ``chunks[start:]`` in seconds, at 120 beats per minute."""
@@ -103,7 +109,8 @@ def write_report(run_dir, sequences, dataset=None):
     config = TrainConfig.from_dict(meta.get("train_config", {}))
     if dataset is None:
         dataset = _same_split(sequences, trained, config, run_dir)
-    train_pieces, val_pieces = _pieces_by_name(sequences, dataset.train_names), _pieces_by_name(sequences, dataset.val_names)
+    train_pieces = _pieces_by_name(sequences, dataset.train_names)
+    val_pieces = _pieces_by_name(sequences, dataset.val_names)
     if not train_pieces:
         raise ReportError(f"{run_dir}: no training pieces to compare with")
     listened = _make_pieces(trained, config, train_pieces, val_pieces)
@@ -159,22 +166,31 @@ def _pieces_by_name(sequences, names):
 # The pieces: generated at three temperatures, primed, and one from the training data
 # ----------------------------------------------------------------------------------------------
 
+def _temperature_words(temperature):
+    if temperature < 1:
+        return "Cautious: the likely chunks get likelier still."
+    if temperature > 1:
+        return "Adventurous: the unlikely chunks get a better chance."
+    return "The net's own probabilities, unchanged."
+
+
 def _make_pieces(trained, config, train_pieces, val_pieces):
-    """The pieces of section 3, each ``PIECE_CHUNKS`` long: generated ones first, then a real one."""
+    """The pieces of section 3, each ``PIECE_CHUNKS`` long: generated ones first, then a real one.
+
+    Each draws from its own generator, seeded by the run's seed and its number: the same run gives
+    the same pieces.
+    """
     vocab, model = trained.vocab, trained.model
     pieces = []
     for number, temperature in enumerate(TEMPERATURES):
         rng = np.random.default_rng([config.seed, number])
         ids = generate(model, vocab, default_prime(trained, rng), PIECE_CHUNKS, temperature, rng=rng)
-        about = {0.5: "cautious: likely chunks get likelier still",
-                 1.0: "the net's own probabilities, unchanged",
-                 1.5: "adventurous: unlikely chunks get likelier"}.get(temperature, "")
         pieces.append(Piece(f"Temperature {temperature}", f"T {temperature}",
-                            f"Generated from a single note. {about.capitalize()}.",
+                            f"Generated from a single note. {_temperature_words(temperature)}",
                             vocab.decode(ids), trained.ticks_per_beat))
     if val_pieces:
         source = val_pieces[0]
-        prime = [chunk for chunk in source.chunks[:PRIME_CHUNKS]]
+        prime = list(source.chunks[:PRIME_CHUNKS])
         rng = np.random.default_rng([config.seed, len(TEMPERATURES)])
         try:
             prime_ids = vocab.encode(prime).tolist()
@@ -184,14 +200,13 @@ def _make_pieces(trained, config, train_pieces, val_pieces):
         pieces.append(Piece("Primed with a validation piece", "primed",
                             f"The first {len(prime)} chunks of {source.name}, which the net never trained "
                             f"on (shaded), then the net goes on at temperature 1.0.",
-                            prime + vocab.decode(ids), trained.ticks_per_beat, new_from=len(prime)))
+                            prime + vocab.decode(ids), trained.ticks_per_beat, real=len(prime)))
     for colour, piece in zip(PIECE_COLOURS, pieces):
         piece.colour = colour
-    real = train_pieces[0]
-    pieces.append(Piece(f"A training piece: {real.name}", "training",
-                        "Real music the net learned from, for comparison (its first "
-                        f"{PIECE_CHUNKS} chunks).", list(real.chunks[:PIECE_CHUNKS]), real.ticks_per_beat,
-                        new_from=PIECE_CHUNKS, colour="0.4", css="corpus"))
+    chunks = list(train_pieces[0].chunks[:PIECE_CHUNKS])
+    pieces.append(Piece(f"A training piece: {train_pieces[0].name}", "training",
+                        f"Real music the net learned from, for comparison (its first {len(chunks)} chunks).",
+                        chunks, train_pieces[0].ticks_per_beat, real=len(chunks)))
     return pieces
 
 
@@ -211,7 +226,7 @@ def _image(source, alt, caption=None):
 
 def _audible(notes):
     """The notes that start in the first ``MAX_AUDIO_SECONDS``, cut off there."""
-    return [note.__class__(note.start, min(note.end, MAX_AUDIO_SECONDS), note.pitch, note.velocity)
+    return [Note(note.start, min(note.end, MAX_AUDIO_SECONDS), note.pitch, note.velocity)
             for note in notes if note.start < MAX_AUDIO_SECONDS]
 
 
@@ -243,27 +258,28 @@ def _listen(pieces):
         "1 the unlikely ones get a chance. No rules help it: what you hear is the net alone. The last "
         "piece is real music from the training data, to compare.</p>",
         "<p>Under each player: a piano roll (time across, pitch up, loudness as colour) and the first "
-        "chunks the net wrote. <code class=\"inline\">DELTA_no_PITCH_VELOCITY</code> starts a note, "
+        "chunks of the piece. <code class=\"inline\">DELTA_no_PITCH_VELOCITY</code> starts a note, "
         f"<code class=\"inline\">DELTA_nf_PITCH_0</code> ends one; DELTA is the time since the chunk "
         f"before, in steps of 1/{pieces[0].ticks_per_beat} beat. Point at a chunk to read it in words.</p>",
     ]
-    for piece in pieces:
-        notes = piece.notes()
-        audible = _audible(notes)
-        shade = None
-        if 0 < piece.new_from < len(piece.chunks):
-            shade = (0.0, _seconds_at(piece.chunks, piece.new_from, piece.ticks_per_beat),
-                     "the prime (real music)")
-        heard = max((note.end for note in audible), default=0.0)
-        cut = f" (its first {MAX_AUDIO_SECONDS:.0f} seconds)" if heard < max((note.end for note in notes), default=0.0) else ""
-        roll = _png(plots.plot_piano_roll, audible, title=f"piano roll{cut}", width=10.0, height=2.9,
-                    shade=shade)
-        parts.append(
-            f'<div class="piece {piece.css}"><h3>{html.escape(piece.label)}</h3>'
+    return "\n".join(parts + [_piece_card(piece) for piece in pieces])
+
+
+def _piece_card(piece):
+    """One piece: a heading, a player, a piano roll and its first chunks as text."""
+    notes = piece.notes()
+    audible = _audible(notes)
+    heard = max((note.end for note in audible), default=0.0)
+    whole = max((note.end for note in notes), default=0.0)
+    cut = f" (its first {MAX_AUDIO_SECONDS:.0f} seconds)" if heard < whole else ""
+    shade = None
+    if 0 < piece.real < len(piece.chunks):  # a prime, then the net: shade the prime
+        shade = (0.0, _seconds_at(piece.chunks, piece.real, piece.ticks_per_beat), "the prime (real music)")
+    roll = _png(plots.plot_piano_roll, audible, title=f"piano roll{cut}", width=10.0, height=2.9, shade=shade)
+    return (f'<div class="piece{"" if piece.generated else " corpus"}"><h3>{html.escape(piece.label)}</h3>'
             f"<p>{html.escape(piece.about)} {len(notes)} notes, {heard:.1f} seconds{cut}.</p>"
             f"{_audio(audible)}{_image(roll, 'piano roll of ' + piece.label)}"
             f"{_chunk_text(piece.chunks[:TEXT_CHUNKS], piece.ticks_per_beat)}</div>")
-    return "\n".join(parts)
 
 
 def _seconds_at(chunks, index, ticks_per_beat, beats_per_second=2.0):
@@ -312,12 +328,12 @@ def _engine(meta):
 def _glance(trained, meta, config, dataset, sequences, checkpoint):
     history = meta.get("history") or []
     baseline = meta.get("baseline") or {}
-    best, key = plots._best_record(history)
+    best, _ = plots.best_record(history)
     best_loss = best.get("val_loss") if best else None
     base_loss = baseline.get("cross_entropy")
     uniform = math.log(len(trained.vocab))
     numbers = [
-        _number(best_loss, f"best validation loss (nats), epoch {best['epoch']}" if best else "best validation loss"),
+        _number(best_loss, "best validation loss (nats)" + (f", epoch {best['epoch']}" if best else "")),
         _number(base_loss, "unigram baseline: knows only how often each chunk occurs"),
         _number(uniform, "a uniform guess, ln V: a net before training"),
         _number(None if not best or best.get("val_accuracy") is None else 100 * best["val_accuracy"],
@@ -379,15 +395,14 @@ def _curves(history, baseline):
 # ----------------------------------------------------------------------------------------------
 
 def _corpus(pieces, train_pieces):
-    generated = [piece for piece in pieces if piece.short != "training"]
+    generated = [piece for piece in pieces if piece.generated]
     corpus_notes = [chunks_to_notes(piece.chunks, piece.ticks_per_beat) for piece in train_pieces]
     corpus_histogram = stats.pitch_class_histogram([note for notes in corpus_notes for note in notes])
     corpus = [stats.piece_statistics(notes, piece.chunks, corpus_histogram)
               for notes, piece in zip(corpus_notes, train_pieces)]
     measured, histograms, distances = {}, {}, {}
     for piece in generated:
-        notes = piece.notes(piece.new_from if piece.new_from < len(piece.chunks) else 0)
-        chunks = piece.chunks[piece.new_from:]
+        notes, chunks = piece.notes(piece.real), piece.chunks[piece.real:]  # the net's own part
         measured[piece.short] = stats.piece_statistics(notes, chunks, corpus_histogram)
         histograms[piece.short] = stats.pitch_class_histogram(notes)
         distances[piece.short] = measured[piece.short]["pitch_class_distance"]

@@ -196,11 +196,11 @@ def test_a_figure_can_be_drawn_into_memory():
 
 
 def test_learning_curves_mark_the_best_epoch(tmp_path):
-    from lstm_from_scratch.plots import _best_record, plot_learning_curves
+    from lstm_from_scratch.plots import best_record, plot_learning_curves
     records = history()
     records[2]["val_loss"] = 0.1  # epoch 3 is the best
-    assert _best_record(records)[0]["epoch"] == 3
-    assert _best_record(history(with_validation=False))[1] == "train_loss"
+    assert best_record(records)[0]["epoch"] == 3
+    assert best_record(history(with_validation=False))[1] == "train_loss"
     assert_png(plot_learning_curves(records, tmp_path / "curves.png", baseline={"cross_entropy": 2.5}))
     assert_png(plot_learning_curves([], tmp_path / "none.png"))
 

@@ -4,7 +4,6 @@ import io
 import re
 import wave
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pytest
