@@ -44,7 +44,6 @@ from .music.events import Note, chunks_to_notes, validate_chunks
 from .music.synth import render_notes, wav_bytes
 from .music.vocab import UnknownTokenError
 from .nn.losses import log_softmax
-from .nn.lstm import LSTM
 from .saliency import gradient_sizes, step_gradients
 from .train import TrainConfig, load_run, prepare_data
 
@@ -475,7 +474,8 @@ def _statistics_table(generated, measured, corpus):
 # ----------------------------------------------------------------------------------------------
 
 def _lstm_layers(model):
-    return [layer for layer in model.layers if isinstance(layer, LSTM)]
+    """The model's LSTM layers, whichever engine built them: the layers with recurrent weights Wh."""
+    return [layer for layer in model.layers if "Wh" in layer.params]
 
 
 def _correlations(fact, values):
