@@ -270,13 +270,15 @@ def _piece_card(piece):
     audible = _audible(notes)
     heard = max((note.end for note in audible), default=0.0)
     whole = max((note.end for note in notes), default=0.0)
-    cut = f" (its first {MAX_AUDIO_SECONDS:.0f} seconds)" if heard < whole else ""
+    cut = f" (the first {MAX_AUDIO_SECONDS:.0f} seconds)" if heard < whole else ""
+    length = (f"{len(notes)} notes in {whole:.1f} seconds; you hear the first {heard:.0f}" if cut else
+              f"{len(notes)} notes, {heard:.1f} seconds")
     shade = None
     if 0 < piece.real < len(piece.chunks):  # a prime, then the net: shade the prime
         shade = (0.0, _seconds_at(piece.chunks, piece.real, piece.ticks_per_beat), "the prime (real music)")
     roll = _png(plots.plot_piano_roll, audible, title=f"piano roll{cut}", width=10.0, height=2.9, shade=shade)
     return (f'<div class="piece{"" if piece.generated else " corpus"}"><h3>{html.escape(piece.label)}</h3>'
-            f"<p>{html.escape(piece.about)} {len(notes)} notes, {heard:.1f} seconds{cut}.</p>"
+            f"<p>{html.escape(piece.about)} {length}.</p>"
             f"{_audio(audible)}{_image(roll, 'piano roll of ' + piece.label)}"
             f"{_chunk_text(piece.chunks[:TEXT_CHUNKS], piece.ticks_per_beat)}</div>")
 
