@@ -451,9 +451,8 @@ def _statistics_table(generated, measured, corpus):
             return "<td>&ndash;</td>"
         text = stats.STATISTICS[key][2].format(value)
         known = ranges[key]
-        # Rounded as shown: a value that prints like the edge of the range is not marked.
-        outside = mark and known is not None and (
-            round(value, 6) < round(known[0], 6) - 1e-9 or round(value, 6) > round(known[1], 6) + 1e-9)
+        # (The 1e-9: a share computed another way, 0.9999999999999999 for 1, is not outside.)
+        outside = mark and known is not None and not known[0] - 1e-9 <= value <= known[1] + 1e-9
         return f'<td class="outside">{text}</td>' if outside else f"<td>{text}</td>"
 
     head = "".join(f"<th>{html.escape(label)}<small>{html.escape(unit)}</small></th>"

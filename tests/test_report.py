@@ -193,3 +193,15 @@ def test_a_page_for_an_embedding_model_that_predicts_the_last_step_only(tmp_path
     assert "Primed with" not in text  # no validation piece to prime with
     assert "a training piece (there are no validation pieces)" in text
     assert "embedding 6 &rarr; LSTM 8 &rarr; LSTM 8" in text and "only the chunk after each window" in text
+
+
+def test_the_statistics_table_marks_what_no_training_piece_reaches():
+    corpus = [{key: 1.0 for key in report.stats.STATISTICS}, {key: 2.0 for key in report.stats.STATISTICS}]
+    piece = report.Piece("Temperature 9", "T 9", "", ["0_no_60_80", "1_nf_60_0"], 4)
+    measured = {"T 9": {**{key: 1.5 for key in report.stats.STATISTICS}, "polyphony": 2.5,
+                        "pitch_range": 1.0 - 1e-12, "loop_share": float("nan")}}
+    table = report._statistics_table([piece], measured, corpus)
+    row = table.split("<tr><td>Temperature 9</td>")[1].split("</tr>")[0]
+    assert row.count('class="outside"') == 1 and '<td class="outside">2.50</td>' in row
+    assert "<td>&ndash;</td>" in row  # NaN: not defined for this piece
+    assert "training pieces, range" in table
