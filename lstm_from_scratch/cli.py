@@ -46,6 +46,10 @@ DEMO_TRAINING = {"optimizer": "adam", "lr": 0.005, "epochs": 6, "batch_size": 32
                  "step": 8, "clip": 5.0, "seed": 0, "val_fraction": 0.15, "transpose": 5}
 TINY_MODEL = {"input": "onehot", "layers": [{"type": "lstm", "hidden_size": 8}], "output": "sequence"}
 TINY_TRAINING = {**DEMO_TRAINING, "epochs": 1, "seq_len": 8, "step": 32, "transpose": 0}
+# What the demo writes, in the order a user would open them: the page that shows it all, the piece
+# to hear and see, the training curves and history, the checkpoints.
+DEMO_FILES = ("report.html", "sample.wav", "sample.mid", "sample.txt", "sample.png", "loss.png",
+              "history.csv", "history.json", "best.npz", "last.npz")
 
 
 class UsageError(Exception):
@@ -295,6 +299,13 @@ def build_parser():
     import_.add_argument("-o", "--out", required=True, metavar="CHECKPOINT.npz", type=path_argument,
                          help="a checkpoint for lstm-music generate")
     import_.set_defaults(run=run_import)
+
+    report = commands.add_parser("report", help="(re)write RUN_DIR/report.html, the page of a run")
+    report.add_argument("run_dir", metavar="RUN_DIR", type=path_argument,
+                        help="a run folder, written by train or demo")
+    report.add_argument("data", metavar="DATA", nargs="?", type=path_argument,
+                        help="the pieces the run trained on, as given to train (default: the built-in tunes)")
+    report.set_defaults(run=run_report)
 
     demo = commands.add_parser("demo", help="train a small model on the built-in tunes and play it")
     demo.add_argument("--out", default="lstm-music-demo", metavar="DIR", type=path_argument,
@@ -587,7 +598,7 @@ def run_train(args):
         dataset = prepare(args.data, sequences, settings, config, vocab=vocab)
         say(f"resuming {path} {where(meta['epoch'], meta['batch'])}")
         return _train_and_report(args.data, dataset, meta["model_config"], config, Path(args.resume), True,
-                                 engine=(engine, processes))
+                                 engine=(engine, processes), sequences=sequences)
 
     engine = engine_choice(args)
     settings = event_settings(args)
@@ -598,7 +609,8 @@ def run_train(args):
     say(describe(*engine))
     sequences, settings = load_pieces(args.data, settings)
     dataset = prepare(args.data, sequences, settings, config)
-    return _train_and_report(args.data, dataset, model, config, run_dir, False, engine=engine)
+    return _train_and_report(args.data, dataset, model, config, run_dir, False, engine=engine,
+                             sequences=sequences)
 
 
 def where(epoch, batch):
@@ -650,7 +662,8 @@ def _describe(dataset, config, run_dir):
         f"{duration(config.save_every)}; writing to {run_dir}")
 
 
-def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False, engine=("fast", 2)):
+def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False, engine=("fast", 2),
+                      sequences=None):
     from .train import train
     _describe(dataset, config, run_dir)
     bars = _show_progress()
@@ -691,8 +704,14 @@ def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False
             if dataset.baseline["cross_entropy"] is not None:
                 why += f" (the unigram baseline scores {dataset.baseline['cross_entropy']:.3f})"
         say(f"stopped {why}")
-        say(f"wrote {run_dir}/best.npz, last.npz, history.json, history.csv, loss.png")
+        written = "loss.png, history.csv, history.json, best.npz, last.npz"
+        if sequences is not None:
+            from .report import write_report
+            written = f"{write_report(run_dir, sequences, dataset).name}, {written}"
+        say(f"wrote {run_dir}/{written}")
         say(f"make music with: lstm-music generate {run_dir / 'best.npz'} -o piece.mid --wav")
+        if sequences is not None:
+            say(f"see and hear what the net learned: open {run_dir / 'report.html'} in a browser")
     return 0
 
 
@@ -937,6 +956,32 @@ def run_import(args):
 
 
 # ----------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------
+
+def run_report(args):
+    from .report import ReportError, write_report
+    from .train import load_run, run_settings
+
+    run_dir = Path(args.run_dir)
+    if run_dir.is_file():
+        raise UsageError(f"report takes the run folder (the one holding last.npz), not {run_dir}")
+    path, _, meta = load_run(run_dir)
+    settings, _, _ = run_settings(path, meta)
+    sequences, _ = load_pieces(args.data or "builtin", settings)
+    try:
+        written = write_report(run_dir, sequences)
+    except ReportError as error:
+        if args.data is None:  # the default guessed wrong: say what to give
+            raise ReportError(f"{error}; name the DATA it was trained on: "
+                              f"lstm-music report {run_dir} DATA") from None
+        raise ReportError(f"{args.data}: {error}") from None
+    say(f"wrote {written}")
+    say(f"see and hear what the net learned: open {written} in a browser")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
 # demo
 # ----------------------------------------------------------------------------------------------
 
@@ -944,6 +989,7 @@ def run_demo(args):
     from .generate import load_trained
     from .music.events import EventSettings
     from .music.corpus import builtin_sequences
+    from .report import write_report
     from .train import TrainConfig, prepare_data, train
 
     out = check_folder(args.out)
@@ -961,21 +1007,23 @@ def run_demo(args):
     dataset = prepare_data(sequences, settings, config)
     say(f"demo: training a small LSTM on {count(len(sequences), 'built-in tune')} "
         f"({count(len(dataset.vocab), 'distinct chunk')}), {count(config.epochs, 'epoch')}")
-    report = _TrainingReport(config.epochs, _show_progress())
+    lines = _TrainingReport(config.epochs, _show_progress())
     result = train(dataset, TINY_MODEL if args.tiny else DEMO_MODEL, config, out,
-                   progress=report.bars, on_epoch=report.record, on_progress=report.progress,
+                   progress=lines.bars, on_epoch=lines.record, on_progress=lines.progress,
                    engine=engine, processes=processes)
     if result.interrupted:
         print(f"interrupted by {result.stopped}: saved {out / 'last.npz'} ({where(result.epoch, result.batch)})",
               file=sys.stderr, flush=True)
         return 128 + signal.Signals[result.stopped].value
     trained = load_trained(out / "best.npz", engine)
-    written = make_piece(trained, out / "sample.mid", 48 if args.tiny else 400, temperature=0.8,
-                         seed=config.seed, wav=True, plot=True, rules=True)
+    make_piece(trained, out / "sample.mid", 48 if args.tiny else 400, temperature=0.8,
+               seed=config.seed, wav=True, plot=True, rules=True)
+    report = write_report(out, sequences, dataset)
     say("wrote:")
-    for path in written + [out / "loss.png", out / "best.npz"]:
-        say(f"  {path}")
+    for name in DEMO_FILES:  # every file the demo writes, in the order a user would open them
+        say(f"  {out / name}")
     say(f"listen: open {out / 'sample.wav'}  (or play {out / 'sample.mid'} in any MIDI player)")
+    say(f"see and hear what the net learned: open {report} in a browser")
     return 0
 
 

@@ -3,7 +3,10 @@
 Imported as ``from cli_support import ...`` (pytest puts this folder on ``sys.path``, since tests/ is not
 a package).
 """
+import contextlib
+
 import mido
+import pytest
 
 # A model and batches small enough that a training run takes a fraction of a second.
 TINY = ["--hidden", "8", "--seq-len", "8", "--batch-size", "8", "--lr", "0.01"]
@@ -35,3 +38,22 @@ def one_error_line(capsys):
     assert len(lines) == 1, err
     assert lines[0].startswith("error: ") and "Traceback" not in err, err
     return lines[0]
+
+
+@contextlib.contextmanager
+def placeholder_reports():
+    """While inside: `train` writes a one-line placeholder instead of the real report.html.
+
+    Making the page takes seconds (figures, sounds), and the command tests train dozens of tiny
+    runs; test_report.py checks the real page, also after `train`.
+    """
+    from lstm_from_scratch import report
+
+    def placeholder(run_dir, sequences, dataset=None):
+        path = run_dir / report.REPORT_FILE
+        path.write_text("<!DOCTYPE html><title>placeholder</title>\n")
+        return path
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report, "write_report", placeholder)
+        yield

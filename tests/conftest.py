@@ -26,10 +26,16 @@ _GRADIENT_CHECKS = []
 _NUMBER = re.compile(r"\d+(?:\.\d+)?e[-+]?\d+|\d+\.\d+")
 
 
+# The browser test of the run report saves screenshots for people to look at; say where they are.
+_SCREENSHOTS = []
+
+
 def pytest_runtest_logreport(report):
     if report.when != "call":
         return
     for line in report.capstdout.splitlines():
+        if line.startswith("report screenshot:"):
+            _SCREENSHOTS.append(line.partition(":")[2].strip())
         if line.startswith("worst relative error"):
             label, _, values = line.partition(":")
             numbers = [float(number) for number in _NUMBER.findall(values)]
@@ -45,3 +51,7 @@ def pytest_terminal_summary(terminalreporter):
             f"{len(_GRADIENT_CHECKS)} gradient checks (float64, centered differences); "
             f"worst relative error {worst:.2e} in {nodeid} ({label})"
         )
+    if _SCREENSHOTS:
+        terminalreporter.write_sep("-", "report screenshots")
+        for path in _SCREENSHOTS:
+            terminalreporter.write_line(path)

@@ -176,3 +176,69 @@ def test_gates_of_the_real_lstm_can_be_drawn(tmp_path):
     arrays = lstm_gate_arrays(layer)
     assert arrays["i"].shape == (7, 4) and arrays["h"].shape == (7, 4)
     assert_png(plot_gate_activations(arrays, tmp_path / "gates.png"))
+
+
+# --- the run report's figures ---------------------------------------------------------------------
+
+def chunk_events(pitches):
+    """Parsed chunks of a melody: each pitch on, then off one step later."""
+    events = []
+    for pitch in pitches:
+        events += [(0, True, pitch, 80), (1, False, pitch, 0)]
+    return events
+
+
+def test_a_figure_can_be_drawn_into_memory():
+    import io
+    buffer = io.BytesIO()
+    assert plot_loss_curves(history(), buffer) is buffer
+    assert buffer.getvalue()[:8] == PNG_SIGNATURE
+
+
+def test_learning_curves_mark_the_best_epoch(tmp_path):
+    from lstm_from_scratch.plots import best_record, plot_learning_curves
+    records = history()
+    records[2]["val_loss"] = 0.1  # epoch 3 is the best
+    assert best_record(records)[0]["epoch"] == 3
+    assert best_record(history(with_validation=False))[1] == "train_loss"
+    assert_png(plot_learning_curves(records, tmp_path / "curves.png", baseline={"cross_entropy": 2.5}))
+    assert_png(plot_learning_curves([], tmp_path / "none.png"))
+
+
+def test_chunk_notes_pairs_each_note_on_with_what_ends_it():
+    from lstm_from_scratch.plots import chunk_notes
+    events = [(0, True, 60, 80), (0, True, 64, 80), (2, False, 60, 0), (0, True, 64, 80),  # a re-strike
+              (1, True, 67, 0), (0, True, 72, 80)]  # velocity 0 ends nothing sounding; 72 never ends
+    assert chunk_notes(events) == [(0, 2, 60, 80), (1, 3, 64, 80), (3, 6, 64, 80), (5, 6, 72, 80)]
+
+
+def test_the_report_figures(tmp_path):
+    from lstm_from_scratch.plots import (plot_chunk_saliency, plot_gates_over_chunks, plot_memory_horizon,
+                                         plot_pitch_class_histograms, plot_statistic_strips)
+    rng = np.random.default_rng(0)
+    histograms = {"T 0.5": np.eye(12)[0], "T 1.0": np.full(12, 1 / 12)}
+    assert_png(plot_pitch_class_histograms(histograms, np.full(12, 1 / 12), tmp_path / "pc.png",
+                                           distances={"T 0.5": 0.9, "T 1.0": 0.0}))
+    corpus = [{"polyphony": value, "pitch_range": 12.0} for value in rng.uniform(1, 3, 10)]
+    pieces = {"T 0.5": {"polyphony": 5.0, "pitch_range": np.nan}, "primed": {"polyphony": 2.0, "pitch_range": 7.0}}
+    assert_png(plot_statistic_strips(pieces, corpus, {"polyphony": "polyphony", "pitch_range": "range"},
+                                     tmp_path / "strips.png"))
+    events = chunk_events([60, 62, 64, 65, 67, 69])
+    gates = {name: rng.uniform(0, 1, (len(events), 6)) for name in "ifo"}
+    gates["c"] = rng.normal(scale=5, size=(len(events), 6))
+    assert_png(plot_gates_over_chunks(gates, events, tmp_path / "gates.png"))
+    sizes = np.linspace(0.1, 1, len(events) - 1)
+    assert_png(plot_chunk_saliency(events[:-1], sizes, (events[-1], 0.42), tmp_path / "saliency.png"))
+    assert_png(plot_memory_horizon(np.exp(-np.arange(20) / 5), tmp_path / "horizon.png", window=8))
+
+
+def test_the_report_figures_refuse_what_they_cannot_draw(tmp_path):
+    from lstm_from_scratch.plots import plot_chunk_saliency, plot_gates_over_chunks, plot_pitch_class_histograms
+    events = chunk_events([60, 62])
+    with pytest.raises(PlotError, match="one gradient size per chunk"):
+        plot_chunk_saliency(events, [1.0], (events[0], 0.5), tmp_path / "x.png")
+    with pytest.raises(PlotError, match="T long"):
+        plot_gates_over_chunks({"i": np.zeros((3, 2))}, events, tmp_path / "x.png")
+    with pytest.raises(PlotError, match="no pitch-class"):
+        plot_pitch_class_histograms({}, np.zeros(12), tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

@@ -17,7 +17,13 @@ import pytest
 from lstm_from_scratch import cli
 from lstm_from_scratch.checkpoint import load_checkpoint, save_checkpoint
 
-from cli_support import TINY, one_error_line, write_tune, write_tunes
+from cli_support import TINY, one_error_line, placeholder_reports, write_tune, write_tunes
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _placeholder_reports():
+    with placeholder_reports():  # the real page is test_report.py's business
+        yield
 
 
 @pytest.fixture(scope="module")

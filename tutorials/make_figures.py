@@ -110,8 +110,10 @@ def tutorial_09():
 
 
 def tutorial_10():
-    """Tutorial 10: the gates of a trained LSTM over a tune, and its note-on and pitch units."""
-    return run_tutorial("10", ["10-gate-activations.png", "10-units.png"])
+    """Tutorial 10: the gates of a trained LSTM over a tune, its note-on and pitch units, and which
+    earlier chunks a prediction depends on."""
+    return run_tutorial("10", ["10-gate-activations.png", "10-units.png", "10-saliency.png",
+                               "10-horizon.png"])
 
 TUTORIALS = {"01": tutorial_01, "03": tutorial_03, "04": tutorial_04, "05": tutorial_05, "06": tutorial_06,
              "07": tutorial_07, "08": tutorial_08, "09": tutorial_09,
