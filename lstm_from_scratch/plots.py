@@ -167,14 +167,19 @@ def _note_fields(note) -> tuple[float, float, int, int]:
     return start, end, pitch, velocity
 
 
-def plot_piano_roll(notes, path, title: str | None = None) -> Path:
+def plot_piano_roll(notes, path, title: str | None = None, pedal=None) -> Path:
     """Notes as horizontal bars: time in seconds across, pitch up, loudness as colour.
 
     ``notes`` holds objects with ``start``, ``end`` (seconds), ``pitch`` and ``velocity`` (0..127), such
     as ``events.Note``, or plain ``(start, end, pitch, velocity)`` tuples. The pitch axis is labelled at
     every C (``C4`` is middle C, MIDI 60).
+
+    ``pedal``: optional ``(start, end)`` spans in seconds when the sustain pedal is down (from
+    ``events.midi_to_pedal`` or ``events.chunks_to_pedal``), drawn as a band in a row of its own
+    under the notes. The bars show when keys are down; the band shows why some notes ring longer.
     """
     rows = np.array([_note_fields(note) for note in notes], dtype=float).reshape(-1, 4)
+    spans = np.array([(float(start), float(end)) for start, end in (pedal or [])], dtype=float).reshape(-1, 2)
     figure = _new_figure()
     axes = figure.subplots()
     axes.set(xlabel="time (seconds)", ylabel="pitch", title=title or "piano roll")
@@ -191,10 +196,21 @@ def plot_piano_roll(notes, path, title: str | None = None) -> Path:
                           norm=Normalize(0, 127), edgecolors="none")
     axes.add_collection(bars)
     low, high = int(pitch.min()) - 1, int(pitch.max()) + 1
-    axes.set_xlim(min(0.0, start.min()), max(end.max(), start.min() + 1e-3))
-    axes.set_ylim(low - 0.5, high + 0.5)
+    bottom = low - 0.5
+    right = max(end.max(), start.min() + 1e-3)
     c_pitches = [p for p in range(low, high + 1) if p % 12 == 0] or [int(round(pitch.mean()))]
-    axes.set_yticks(c_pitches, [note_name(p) for p in c_pitches])
+    labels = [note_name(p) for p in c_pitches]
+    if pedal is not None:
+        # The band's row sits two rows under the lowest note, with a gap so it never reads as a note.
+        band = low - 2
+        bottom = band - 0.5
+        if len(spans):
+            axes.broken_barh([(s, e - s) for s, e in spans], (band - 0.35, 0.7), color="0.55")
+            right = max(right, spans[:, 1].max())
+        c_pitches, labels = [band] + c_pitches, ["pedal"] + labels
+    axes.set_xlim(min(0.0, start.min()), right)
+    axes.set_ylim(bottom, high + 0.5)
+    axes.set_yticks(c_pitches, labels)
     axes.grid(axis="y", alpha=0.3)
     figure.colorbar(bars, ax=axes, label="velocity")
     return _save(figure, path)

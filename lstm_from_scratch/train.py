@@ -39,7 +39,7 @@ from .checkpoint import CheckpointError, check_compatible, load_checkpoint, save
 from .data import (DataError, iterate_batches, num_batches, split_by_file, unigram_baseline,
                    windows_from_sequences)
 from .errors import LstmMusicError
-from .music.events import EventSettings, format_chunk, validate_chunks
+from .music.events import EventSettings, NoteEvent, format_event, validate_chunks
 from .music.vocab import UnknownTokenError, Vocabulary, VocabularyError
 from .nn.data_parallel import DataParallel
 from .nn.losses import log_softmax
@@ -208,12 +208,15 @@ def prepare_data(sequences, settings, config, vocab=None):
 
 def transpose_piece(piece, semitones):
     """``piece`` (a ``ChunkSequence``) with every pitch moved by ``semitones``; ``None`` if a pitch
-    would leave MIDI's 0..127. Deltas and velocities stay as they are."""
+    would leave MIDI's 0..127. Deltas, velocities, tempo and pedal chunks stay as they are."""
     chunks = []
-    for delta, is_on, pitch, velocity in validate_chunks(piece.chunks, piece.name):
-        if not 0 <= pitch + semitones <= 127:
+    for event, chunk in zip(validate_chunks(piece.chunks, piece.name), piece.chunks):
+        if not isinstance(event, NoteEvent):  # a tempo or a pedal has no pitch to move
+            chunks.append(chunk)
+            continue
+        if not 0 <= event.pitch + semitones <= 127:
             return None
-        chunks.append(format_chunk(delta, is_on, pitch + semitones, velocity))
+        chunks.append(format_event(event._replace(pitch=event.pitch + semitones)))
     return dataclasses.replace(piece, name=f"{piece.name} ({semitones:+d})", chunks=chunks)
 
 

@@ -103,8 +103,8 @@ SLOWEST_BPM, FASTEST_BPM = 40, 208
 DEFAULT_GRID = 4
 DEFAULT_MAX_DELTA_BEATS = 4.0
 DEFAULT_VELOCITY_BINS = 4
-DEFAULT_TEMPO_MAP = "main"  # normalized mode; raw mode keeps every tempo change (see the docstring)
-DEFAULT_PEDAL = "fold"  # normalized mode; raw mode keeps the pedals
+DEFAULT_TEMPO_MAP = "main"  # normalized mode; raw mode keeps every tempo change (module docstring)
+DEFAULT_PEDAL = "keep"  # both modes (module docstring)
 DEFAULT_TEMPO_BINS = 8
 
 # Settings saved before tempo and pedal chunks existed (in checkpoints and text headers) lack these
@@ -117,8 +117,8 @@ NOTES_ONLY = {"tempo_map": "drop", "pedal": "drop"}
 class EventSettings:
     """How MIDI files become chunks. Stored in checkpoints as ``to_dict()``.
 
-    The defaults (grid 4, cap 4 beats, 4 velocity bins; the main tempo; the pedal folded into the
-    notes) are measured: the figures are next to ``DEFAULT_GRID`` in this file and in the module
+    The defaults (grid 4, cap 4 beats, 4 velocity bins; the main tempo in 8 bins; the sustain pedal
+    as chunks) are measured: the figures are next to ``DEFAULT_GRID`` in this file and in the module
     docstring.
 
     - ``raw``: keep the file's own ticks, velocities, tempo changes and pedals (lossless, huge vocabulary).
@@ -130,8 +130,7 @@ class EventSettings:
       with the tempo that lasts longest, ``"drop"`` none. Default: ``"keep"`` in raw mode,
       ``DEFAULT_TEMPO_MAP`` in normalized mode.
     - ``pedal``: ``"keep"`` the pedals as ``cc`` chunks, ``"fold"`` the sustain pedal into the notes
-      (a note held by it ends when the pedal is released), ``"drop"`` it. Default: ``"keep"`` in raw
-      mode, ``DEFAULT_PEDAL`` in normalized mode.
+      (a note held by it ends when the pedal is released), ``"drop"`` it. Default ``"keep"``.
     - ``tempo_bins``: number of tempo levels in normalized mode (1..100).
     """
 
@@ -141,15 +140,13 @@ class EventSettings:
     velocity_bins: int = DEFAULT_VELOCITY_BINS
     keep_drums: bool = False
     tempo_map: str = None
-    pedal: str = None
+    pedal: str = DEFAULT_PEDAL
     tempo_bins: int = DEFAULT_TEMPO_BINS
 
     def __post_init__(self):
-        # None means "the mode's default": raw mode is lossless, so it keeps tempo and pedal.
+        # None means "the mode's default": raw mode is lossless, so it keeps every tempo change.
         if self.tempo_map is None:
             object.__setattr__(self, "tempo_map", "keep" if self.raw else DEFAULT_TEMPO_MAP)
-        if self.pedal is None:
-            object.__setattr__(self, "pedal", "keep" if self.raw else DEFAULT_PEDAL)
         if not isinstance(self.grid, int) or isinstance(self.grid, bool) or not 1 <= self.grid <= 32767:
             raise ValueError(f"EventSettings: grid must be an integer in 1..32767, got {self.grid!r}")
         cap = self.max_delta_beats
@@ -523,7 +520,7 @@ def tempo_bin_table(bins):
 
     Bin b covers ``SLOWEST_BPM * r**b .. SLOWEST_BPM * r**(b+1)`` with ``r = (FASTEST_BPM /
     SLOWEST_BPM) ** (1 / bins)``, and is written as its middle on that log scale, rounded. With 8
-    bins: 44, 54, 67, 82, 101, 124, 152, 188. Tempos outside 40..208 go to the end bins.
+    bins: 44, 54, 67, 82, 101, 124, 153, 188. Tempos outside 40..208 go to the end bins.
     """
     ratio = (FASTEST_BPM / SLOWEST_BPM) ** (1 / bins)
     return [round(SLOWEST_BPM * ratio ** (b + 0.5)) for b in range(bins)]
