@@ -84,7 +84,8 @@ TEMPO_MAPS = ("keep", "main", "drop")
 PEDALS = ("fold", "keep", "drop")
 # Tempo bins divide the range of Maelzel's metronome, 40..208 beats per minute, into equal steps of
 # log-tempo: musicians hear tempo as ratios (from 60 to 66 bpm is as big a step as from 120 to 132).
-SLOWEST_BPM, FASTEST_BPM = 40, 208
+# 120 bpm, MIDI's default and the commonest tempo in MIDI files, is a bin's own tempo.
+SLOWEST_BPM, FASTEST_BPM, CENTRE_BPM = 40, 208, 120
 
 # The defaults come from measurements with benchmarks/measure_vocab.py: distinct chunks (V) and the
 # share of them seen only once, raw vs normalized.
@@ -515,23 +516,30 @@ def velocity_bin_table(bins):
     return bin_of, middle
 
 
+def _tempo_bin_layout(bins):
+    """``(ratio, offset)``: bin b's tempo is ``CENTRE_BPM * ratio ** (b - offset)``."""
+    ratio = (FASTEST_BPM / SLOWEST_BPM) ** (1 / bins)
+    offset = round(math.log(CENTRE_BPM / SLOWEST_BPM) / math.log(ratio) - 0.5)
+    return ratio, offset
+
+
 def tempo_bin_table(bins):
     """The tempos normalized mode writes, in beats per minute: a list of ``bins`` integers.
 
-    Bin b covers ``SLOWEST_BPM * r**b .. SLOWEST_BPM * r**(b+1)`` with ``r = (FASTEST_BPM /
-    SLOWEST_BPM) ** (1 / bins)``, and is written as its middle on that log scale, rounded. With 8
-    bins: 44, 54, 67, 82, 101, 124, 153, 188. Tempos outside 40..208 go to the end bins.
+    The bins are equal steps of log-tempo (``ratio = (FASTEST_BPM / SLOWEST_BPM) ** (1 / bins)``),
+    placed so that 120 bpm is a bin's own tempo and the bins cover 40..208. Each tempo goes to the
+    bin whose tempo is nearest on that log scale; tempos beyond the ends go to the end bins.
+    With 8 bins: 43, 53, 65, 79, 98, 120, 147, 181.
     """
-    ratio = (FASTEST_BPM / SLOWEST_BPM) ** (1 / bins)
-    return [round(SLOWEST_BPM * ratio ** (b + 0.5)) for b in range(bins)]
+    ratio, offset = _tempo_bin_layout(bins)
+    return [round(CENTRE_BPM * ratio ** (b - offset)) for b in range(bins)]
 
 
 def tempo_bin(mpqn, bins):
     """A tempo (microseconds per beat) -> the microseconds per beat of its bin's tempo."""
-    bpm = 60_000_000 / mpqn
-    position = math.log(bpm / SLOWEST_BPM) / math.log(FASTEST_BPM / SLOWEST_BPM)
-    index = min(bins - 1, max(0, math.floor(position * bins)))
-    return round(60_000_000 / tempo_bin_table(bins)[index])
+    ratio, offset = _tempo_bin_layout(bins)
+    steps = round(math.log(60_000_000 / mpqn / CENTRE_BPM) / math.log(ratio))
+    return round(60_000_000 / tempo_bin_table(bins)[min(bins - 1, max(0, steps + offset))])
 
 
 def _step_rounder(ticks_per_beat, grid):
