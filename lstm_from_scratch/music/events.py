@@ -1,53 +1,112 @@
 """MIDI <-> event-text chunks: the words the LSTM reads and writes.
 
-A *chunk* is one note event written as text, as in the deep-improvisation project:
+A *chunk* is one event written as text, in the deep-improvisation project's format:
 
-    DELTA_no_PITCH_VELOCITY     a note starts (note-on)
-    DELTA_nf_PITCH_VELOCITY     a note ends (note-off)
+    DELTA_no_PITCH_VELOCITY          a note starts (note-on)
+    DELTA_nf_PITCH_VELOCITY          a note ends (note-off)
+    DELTA_st_BPM_MPQN                the tempo from here on ("set tempo"): beats per minute, rounded,
+                                     and microseconds per quarter note, MIDI's own exact number
+    DELTA_cc_CHANNEL_CONTROL_VALUE   a control change: a piano pedal (64 sustain, 66 sostenuto,
+                                     67 soft); VALUE 64..127 is down, 0..63 up
 
-DELTA is the number of ticks since the previous chunk, after all tracks are merged in time order
-(absolute ticks; tempo changes do not change ticks). ``"0_no_60_80 240_nf_60_0"`` is middle C,
-velocity 80, held for 240 ticks. A piece is a ``ChunkSequence``: its chunks and ``ticks_per_beat``.
+DELTA is the number of ticks since the previous chunk of any kind, after all tracks are merged in
+time order. Ticks count beats, so a tempo change changes seconds, not ticks. ``"0_st_120_500000
+0_no_60_80 240_nf_60_0"`` is middle C at 120 bpm, velocity 80, held for 240 ticks. A piece is a
+``ChunkSequence``: its chunks and ``ticks_per_beat``. ``parse_chunk`` reads a chunk as a
+``NoteEvent``, ``TempoEvent`` or ``ControlEvent``.
+
+What a MIDI file keeps, and what it loses (both modes):
+
+- Kept: notes, the tempo map, and the three piano pedals (controls 64, 66, 67), the controls a
+  pianist plays. The synth and ``pedal="fold"`` use the sustain pedal; the other two are kept in raw
+  text so that it loses nothing a pianist did.
+- Dropped: the channels of notes, program (instrument) changes, every other control change (bank
+  select, modulation, volume, pan, expression, reverb and chorus depth, RPN/NRPN, all-notes-off:
+  mixing and synthesizer set-up rather than playing), pitch bend, aftertouch, system exclusive, and
+  the meta events other than tempo (key and time signatures, names, lyrics, markers).
 
 How a MIDI file becomes chunks (the policy, the same in both modes):
 
-- A note-on with velocity 0 is a note-off. Drums (MIDI channel 10, index 9) are dropped unless
-  ``keep_drums``. Channels are merged: a chunk has no channel.
+- A note-on with velocity 0 is a note-off. Drums (MIDI channel 10, index 9) and the controls on
+  that channel are dropped unless ``keep_drums``. Channels are merged: a note chunk has no channel.
 - At most one note per pitch sounds at a time. Each track is read on its own, in file order: a
   note-on for a pitch that is already sounding (a re-strike) first ends the sounding note; a
   note-off ends the sounding note of its pitch, and a note-off for a silent pitch is ignored. A
   note that ends at the tick it starts is inaudible and dropped. Notes still sounding at the end
   of a track end at the file's last tick (the end of its longest track), or one beat after they
-  start if that is later.
+  start if that is later; a pedal left down is released at the file's last tick.
 - Then the tracks are merged with the same rule: a note that starts while another note of its
   pitch sounds ends that note; notes of one pitch that start at the same tick merge into one
   (the first track's velocity, the latest end).
-- Chunks are written in one fixed order: by time, note-offs before note-ons, then by pitch (low
-  to high). So the same notes always give the same chunks, and decoding the chunks (one track,
-  note-offs first) gives the same notes back.
+- Since notes have no channel, neither has the pedal: a sustain event on any channel holds every
+  note, and the latest one decides. At one tick, pedal events count before note events, so a pedal
+  pressed at the tick a key is released catches the note.
+- Chunks are written in one fixed order: by time; at one tick the tempo first, then the pedals, the
+  note-offs and the note-ons, notes by pitch (low to high). So the same events always give the same
+  chunks, and decoding the chunks gives the same events back.
 
 Two modes (``EventSettings.raw``):
 
-- **Raw** keeps the file's own ticks and velocities (note-off velocities too). Encoding the MIDI
-  written from raw chunks gives the same chunks again: the round trip is lossless for note events.
+- **Raw** keeps the file's own ticks, velocities (note-off velocities too), every tempo change and
+  the pedals with their exact values and channels. The chunks open with the tempo at tick 0 (120 bpm,
+  MIDI's default, if the file sets none). Decoding raw chunks gives the same notes at the same times
+  in seconds, the same tempo map and the same pedal events, and encoding that MIDI again gives the
+  same chunks: measured on the built-in tunes, 349 Bach chorales from music21 and 35 test files of
+  pretty_midi, symusic and miditok (``benchmarks/README.md``), and tested.
 - **Normalized** (the default) makes files comparable and the vocabulary small. Absolute times are
   rounded to ``grid`` steps per beat (rounding absolute times, not deltas, so errors never add up),
   and the chunk sequence's ``ticks_per_beat`` is ``grid``. A note shorter than half a step lasts one
   step; two notes of one pitch that start on the same step merge. Deltas are capped at
   ``max_delta_beats * grid`` steps (long silences shrink). Velocities go into ``velocity_bins``
   equal bins over 1..127 and are written as the bin's middle velocity, so every chunk still plays.
-  Note-off velocity is written as 0. Encoding normalized chunks again gives the same chunks.
+  Note-off velocity is written as 0. Tempo and pedal follow ``tempo_map`` and ``pedal`` (below).
+  Encoding normalized chunks again gives the same chunks.
+
+Tempo and pedal in normalized mode, and why the defaults are what they are. The figures are the
+vocabulary size V and the share of chunks seen once, from ``benchmarks/measure_vocab.py
+--tempo-pedal`` (the table is in ``benchmarks/README.md``):
+
+- ``tempo_map="main"`` (default): one tempo chunk at the start, the tempo the piece spends the most
+  beats in, in one of ``tempo_bins`` tempos (8: 43, 53, 65, 79, 98, 120, 147, 181 bpm, steps of
+  about 23%, with 120 exact). ``"keep"`` writes every change that moves to another bin; ``"drop"``
+  none. The vocabulary barely cares: on 12 piano files with tempo maps (up to 257 changes each) it is
+  738 without tempo, 743 with the main tempo and 750 with every change in 8 bins; on the chorales 418,
+  421 and 421. The choice is about the music. Tempo chunks in the middle of a piece are rare (1.3%
+  of the chunks of those piano files, none in most files), so a small net learns little about where
+  they go and would write them at random: a generated piece would lurch from one tempo to another.
+  With the main tempo a tempo chunk only ever opens a piece, generated pieces keep the steady tempo
+  of ``--tempo``, and decoding normalized text still plays each piece at its own tempo.
+- ``pedal="keep"`` (default, both modes): the sustain pedal as two chunks, ``cc_0_64_127`` down and
+  ``cc_0_64_0`` up (only the changes across 64; a press shorter than half a step is dropped; a
+  release and a new press in one step, a pianist's pedal change, are both kept). ``"fold"`` writes
+  no pedal chunks and lengthens each note released under the pedal to the pedal's release (or to
+  its next strike), as Magenta's Performance RNN does. ``"drop"`` ignores the pedal. On ten MAESTRO
+  piano performances: keep V 1,900 (30.5% seen once), drop 2,167 (31.6%), fold 2,389 (31.9%). Keeping
+  is the smallest vocabulary with the fewest singletons: a pedal chunk splits a long, rare delta
+  into two short, common ones. Folding is the largest: ringing notes end at many new moments.
+  Keeping costs 8% more chunks per piece than dropping. What it sounds like decides it too: with
+  the pedal kept, notes keep the lengths the fingers played, so the note rules that end a note held
+  too long (``generate.NoteRules``) leave alone the notes that ring under the pedal, and the synth
+  rings them as a piano does; folded, a piece is full of long notes that those rules would cut.
+
+Older settings (checkpoints and text headers written before tempo and pedal chunks existed) lack
+``tempo_map`` and ``pedal``; ``EventSettings.from_dict`` reads them as ``"drop"``, which is what such
+text always held: notes only. So an old checkpoint still encodes a primer as it did.
 
 Chunk text files, several pieces per file::
 
     # lstm_from_scratch chunk text, format 1
-    # settings: {"raw": false, "grid": 4, "max_delta_beats": 4.0, "velocity_bins": 4, "keep_drums": false}
+    # settings: {"raw": false, "grid": 4, "max_delta_beats": 4.0, "velocity_bins": 4, "keep_drums": false,
+    #            "tempo_map": "main", "pedal": "keep", "tempo_bins": 8}   (one line in the file)
     # piece: bach/bwv66.6.mid ticks_per_beat=4
-    0_no_60_80 0_no_64_80 4_nf_60_0 0_nf_64_0 ...
+    0_st_120_500000 0_no_60_80 0_no_64_80 4_nf_60_0 0_nf_64_0 ...
 
-Lines starting with ``#`` are headers or comments; chunks are separated by any whitespace. A file
-with no ``# piece:`` line (the seeds' plain format) is one piece with ``ticks_per_beat`` 480
-(``DEFAULT_TICKS_PER_BEAT``).
+Lines starting with ``#`` are headers or comments; chunks are separated by any whitespace. The ticks
+per beat live in the ``# piece:`` header, not in the seed's ``rs_RESOLUTION`` chunk: a chunk is a
+word the net reads and writes, and the resolution is not music. As a chunk it would take a place in
+the vocabulary, and a generated piece could state it anywhere, or twice. A file with no ``# piece:``
+line (the seeds' plain format) is one piece with ``ticks_per_beat`` 480 (``DEFAULT_TICKS_PER_BEAT``),
+or the seed's ``rs_N`` when its first word is one.
 
 Reading broken MIDI files safely is ``midi_safety.py``.
 """
