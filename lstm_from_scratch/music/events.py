@@ -70,8 +70,8 @@ vocabulary size V and the share of chunks seen once, from ``benchmarks/measure_v
   beats in, in one of ``tempo_bins`` tempos (8: 43, 53, 65, 79, 98, 120, 147, 181 bpm, steps of
   about 23%, with 120 exact). ``"keep"`` writes every change that moves to another bin; ``"drop"``
   none. The vocabulary barely cares: on 12 piano files with tempo maps (up to 257 changes each) it is
-  738 without tempo, 743 with the main tempo and 750 with every change in 8 bins; on the chorales 418,
-  421 and 421. The choice is about the music. Tempo chunks in the middle of a piece are rare (1.3%
+  738 without tempo, 744 with the main tempo and 752 with every change in 8 bins; on the chorales 418,
+  421 and 421. The choice is about the music. Tempo chunks in the middle of a piece are rare (1.4%
   of the chunks of those piano files, none in most files), so a small net learns little about where
   they go and would write them at random: a generated piece would lurch from one tempo to another.
   With the main tempo a tempo chunk only ever opens a piece, generated pieces keep the steady tempo
