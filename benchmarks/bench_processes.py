@@ -1,11 +1,12 @@
-"""One training step with ``--processes 1`` against ``--processes 2``, alternated in one run.
+"""The fast engine's training step with ``--processes 1`` against ``--processes 2``, alternated in one run.
 
-``--processes 1`` is ``model.loss`` on the whole batch in this process (with its worker thread);
-``--processes 2`` is ``DataParallel(model, 2, optimizer)``: ``loss`` on two halves, the second in a
-helper process, then ``update``, each process updating half of every weight array
-(``nn/data_parallel.py``). Each step is forward + backward + Adam update, float32, on random ids.
-Each round times ``--steps`` steps of each (after 5 untimed ones, which also start the helper);
-the table gives the median over ``--rounds`` rounds of each one's median step.
+``--processes 1`` is ``FastModel.loss`` on the whole batch in this process (with its worker thread);
+``--processes 2`` is ``fast.DataParallel(model).loss``: two halves, the second in a helper process
+(``fast/data_parallel.py``). Both then take the Adam step, as ``train.py`` does. Each step is forward +
+backward + update, float32, on random ids. Each round times ``--steps`` steps of each (after 5
+untimed ones, which also start the helper); the table gives the median over ``--rounds`` rounds of
+each one's median step, and the median, min and max of the rounds' ratios. Data parallelism earns
+its place in the fast engine only while "bench V=400" shows at least 1.2x (issue 13).
 
 Usage: python benchmarks/bench_processes.py [--rounds 5] [--steps 20] [--shapes NAME ...]
 """
@@ -21,8 +22,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from lstm_from_scratch.nn.data_parallel import DataParallel  # noqa: E402
-from lstm_from_scratch.nn.model import Model, preset_config  # noqa: E402
+from lstm_from_scratch.fast import DataParallel, FastModel  # noqa: E402
+from lstm_from_scratch.nn.config import preset_config  # noqa: E402
 from lstm_from_scratch.nn.optim import Adam  # noqa: E402
 
 
@@ -42,22 +43,19 @@ SHAPES = {
 
 
 def median_step_ms(config, T, B, processes, steps):
-    model, optimizer = Model(config), Adam(1e-3)
+    model, optimizer = FastModel(config), Adam(1e-3)
     ids, targets = np.random.default_rng(0).integers(0, config["vocab_size"], (2, T, B))
-    with DataParallel(model, processes, optimizer) as parallel:
+    with DataParallel(model, start_helper=True) as parallel:
+        batch_loss = model.loss if processes == 1 else parallel.loss
         times = []
         for n in range(5 + steps):
             start = time.perf_counter()
-            if processes == 2:
-                parallel.loss(ids, targets)
-                parallel.update()
-            else:
-                _, grads = model.loss(ids, targets)
-                optimizer.step(model.params, grads)
+            _, grads = batch_loss(ids, targets)
+            optimizer.step(model.params, grads)
             if n >= 5:
                 times.append(time.perf_counter() - start)
         if processes == 2 and parallel.helper is None:
-            raise SystemExit(f"error: the helper process did not start ({parallel.helper_failed})")
+            raise SystemExit("error: the helper process did not start")
     return statistics.median(times) * 1e3
 
 
@@ -69,7 +67,7 @@ def main():
     args = parser.parse_args()
     print(f"Command: `python {' '.join(sys.argv)}`; {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f}\n")
-    print("| model (T, B) | --processes 1, ms | --processes 2, ms | speed-up |")
+    print("| model (T, B) | --processes 1, ms | --processes 2, ms | speed-up, median (min-max) |")
     print("|---|---|---|---|")
     for name in args.shapes:
         config, T, B = SHAPES[name]
@@ -78,7 +76,9 @@ def main():
             for processes in (1, 2):
                 times[processes].append(median_step_ms(config, T, B, processes, args.steps))
         one, two = statistics.median(times[1]), statistics.median(times[2])
-        print(f"| {name} ({T}, {B}) | {one:.2f} | {two:.2f} | {one / two:.2f}x |", flush=True)
+        ratios = [a / b for a, b in zip(times[1], times[2])]
+        print(f"| {name} ({T}, {B}) | {one:.2f} | {two:.2f} | {statistics.median(ratios):.2f}x "
+              f"({min(ratios):.2f}-{max(ratios):.2f}) |", flush=True)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from lstm_from_scratch.nn import fast_background  # noqa: E402
-from lstm_from_scratch.nn.fast_lstm import FastLSTM  # noqa: E402
+from lstm_from_scratch.fast import background as fast_background  # noqa: E402
+from lstm_from_scratch.fast.lstm import FastLSTM  # noqa: E402
 
 V, H, T, B = 400, 128, 100, 24
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -23,6 +24,7 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from .engines import describe
 from .errors import DataError, LstmMusicError, MidiWarning
 
 EXIT_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
@@ -65,12 +67,12 @@ def warn(text):
     print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
-def output_path(path, inputs=(), create=True):
-    """``Path(path)``, after creating its folder if needed (so ``-o new/piece.mid`` just works).
+def output_path(path, inputs=()):
+    """``Path(path)``, checked before anything is read or written.
 
-    ``create=False`` only checks. Raises ``UsageError`` when ``path`` is a folder, lies under a
-    file, or is the same file as one of ``inputs``: writing it would fail with a confusing message,
-    or replace the input.
+    Raises ``UsageError`` when ``path`` is a folder, when its folder does not exist (a typo in a
+    folder's name should not quietly make a new folder), when it lies under a file, or when it is the
+    same file as one of ``inputs``: writing it would fail with a confusing message, or replace the input.
     """
     path = Path(path)
     if path.is_dir():
@@ -81,8 +83,8 @@ def output_path(path, inputs=(), create=True):
         if os.path.samefile(path, source):
             raise UsageError(f"{path} is also an input; write to another file so the input is kept")
     check_folder(path.parent)
-    if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        raise UsageError(f"the folder {path.parent} does not exist; make it first, or write elsewhere")
     return path
 
 
@@ -166,7 +168,12 @@ def _add_training_options(parser, optimizer=True):
     if optimizer:
         group.add_argument("--optimizer", choices=["sgd", "adam", "rmsprop"], help="default adam")
         group.add_argument("--lr", type=float, help="learning rate (default 0.003)")
-    group.add_argument("--epochs", type=int, help="passes over the training data (default 10)")
+    group.add_argument("--epochs", type=int, help="passes over the training data (default 10, or no "
+                                                    "limit with --minutes)")
+    group.add_argument("--minutes", type=float, metavar="M",
+                       help="train for M minutes, validating every minute; best.npz keeps the best")
+    group.add_argument("--patience", type=int, metavar="P",
+                       help="stop when P validations in a row have not beaten the best (default: never)")
     group.add_argument("--batch-size", type=int, metavar="B", help="windows per batch (default 32)")
     group.add_argument("--seq-len", type=int, metavar="T", help="window length in chunks (default 32)")
     group.add_argument("--step", type=int, help="distance between window starts (default 4)")
@@ -176,9 +183,17 @@ def _add_training_options(parser, optimizer=True):
                        help="share of files held out for validation (default 0.1)")
     group.add_argument("--transpose", type=int, metavar="N",
                        help="also train on each piece moved by -N..+N semitones (default 0)")
-    group.add_argument("--processes", type=int, choices=[1, 2],
-                       help="2: each batch as two halves, the second in a helper process, 1.1-1.6x "
-                            "faster on two cores; 1: one process (default 2)")
+
+
+def _add_engine_options(parser, training=True):
+    group = parser.add_argument_group("engine (which code computes the net; the same numbers to rounding)")
+    group.add_argument("--engine", choices=["plain", "fast"],
+                       help="plain: nn/lstm.py, the code the tutorials teach; fast: the same net "
+                            "rearranged for speed, lstm_from_scratch/fast/ (default fast)")
+    if training:
+        group.add_argument("--processes", type=int, choices=[1, 2],
+                           help="fast engine: 2 computes each batch as two halves, the second in a "
+                                "helper process, on two or more cores (default 2); 1: one process")
 
 
 def build_parser():
@@ -198,6 +213,7 @@ def build_parser():
     _add_model_options(train)
     _add_training_options(train)
     _add_event_options(train)
+    _add_engine_options(train)
     train.add_argument("--out", metavar="RUN_DIR", type=path_argument,
                        help="where to write the run (default runs/<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", type=path_argument,
@@ -231,6 +247,7 @@ def build_parser():
                           help="beats per minute until the net writes a tempo chunk (default 120)")
     generate.add_argument("--wav", action="store_true", help="also write OUT.wav")
     generate.add_argument("--plot", action="store_true", help="also write OUT.png, a piano roll")
+    _add_engine_options(generate, training=False)
     generate.set_defaults(run=run_generate)
 
     compare = commands.add_parser("compare", help="train the same model with several optimizers")
@@ -243,6 +260,7 @@ def build_parser():
     _add_model_options(compare)
     _add_training_options(compare, optimizer=False)
     _add_event_options(compare)
+    _add_engine_options(compare)
     compare.add_argument("--out", required=True, metavar="DIR", type=path_argument)
     compare.set_defaults(run=run_compare)
 
@@ -269,10 +287,25 @@ def build_parser():
                         help="beats per minute until a piece's first tempo chunk (default 120)")
     decode.set_defaults(run=run_decode)
 
+    export = commands.add_parser("export", help="write a trained model's weights under PyTorch's names")
+    export.add_argument("checkpoint", metavar="CHECKPOINT", type=path_argument,
+                        help="a .npz checkpoint or a run folder")
+    export.add_argument("-o", "--out", required=True, metavar="OUT.npz", type=path_argument,
+                        help="the weights; the architecture and vocabulary go beside it, in OUT.json")
+    export.set_defaults(run=run_export)
+
+    import_ = commands.add_parser("import", help="turn an export (trained on in PyTorch, say) back into a checkpoint")
+    import_.add_argument("exported", metavar="EXPORT.npz", type=path_argument,
+                         help="weights written by export (or by PyTorch), with EXPORT.json beside them")
+    import_.add_argument("-o", "--out", required=True, metavar="CHECKPOINT.npz", type=path_argument,
+                         help="a checkpoint for lstm-music generate")
+    import_.set_defaults(run=run_import)
+
     demo = commands.add_parser("demo", help="train a small model on the built-in tunes and play it")
     demo.add_argument("--out", default="lstm-music-demo", metavar="DIR", type=path_argument,
                       help="default ./lstm-music-demo")
     demo.add_argument("--epochs", type=int, help=f"default {DEMO_TRAINING['epochs']}")
+    _add_engine_options(demo)
     demo.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # for the test suite
     demo.set_defaults(run=run_demo)
     return parser
@@ -347,6 +380,15 @@ def event_settings(args):
         raise UsageError(str(error).replace("EventSettings: ", "")) from None
 
 
+def engine_choice(args, default="fast"):
+    """(engine, processes) from --engine and --processes: the fast engine in two processes unless told."""
+    engine = args.engine or default
+    processes = getattr(args, "processes", None)
+    if engine == "plain" and processes == 2:
+        raise UsageError("--processes 2 is a fast-engine idea; the plain engine trains in one process")
+    return engine, processes or (2 if engine == "fast" else 1)
+
+
 def model_config(args):
     """A model config dict (without vocab_size) from --preset or --hidden/--layers/--dropout."""
     from .nn.model import PRESETS
@@ -360,8 +402,11 @@ def model_config(args):
         hidden = 128 if args.hidden is None else args.hidden
         layers = 1 if args.layers is None else args.layers
         dropout = 0.0 if args.dropout is None else args.dropout
-        if not (1 <= hidden <= MAX_SIZE and 1 <= layers <= MAX_SIZE and 0 <= dropout < 1):
-            raise UsageError(f"--hidden and --layers must be in 1..{MAX_SIZE:,} and --dropout in [0, 1)")
+        for flag, value in (("--hidden", hidden), ("--layers", layers)):
+            if not 1 <= value <= MAX_SIZE:
+                raise UsageError(f"{flag} must be in 1..{MAX_SIZE:,}, got {value}")
+        if not 0 <= dropout < 1:
+            raise UsageError(f"--dropout must be in [0, 1), got {dropout}")
         stack = []
         for _ in range(layers):
             stack.append({"type": "lstm", "hidden_size": hidden})
@@ -387,10 +432,20 @@ def train_config(args, base=None, **fixed):
         if given is not None:
             values[field.name] = given
     values.update(fixed)
+    if getattr(args, "minutes", None) is not None and getattr(args, "epochs", None) is None:
+        values["epochs"] = None  # --minutes alone: as many epochs as fit
     try:
         return TrainConfig(**values)
     except ConfigError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(flag_message(error)) from None
+
+
+def flag_message(error):
+    """A ConfigError's message with its field's name replaced by the option's: "lr ..." -> "--lr ..."."""
+    message = str(error)
+    if error.field is not None and message.startswith(error.field):
+        message = "--" + error.field.replace("_", "-") + message[len(error.field):]
+    return message
 
 
 def load_pieces(data, settings):
@@ -404,7 +459,7 @@ def load_pieces(data, settings):
         sequences = builtin_sequences(settings)
         # "builtin" always means the corpus inside the package; say so when a folder here has the name.
         here = " (not the folder builtin here: write ./builtin for that)" if Path(data).exists() else ""
-        say(f"loaded the built-in corpus: {len(sequences)} pieces{here}")
+        say(f"loaded the built-in corpus: {count(len(sequences), 'piece')}{here}")
         return sequences, settings
     if Path(data).suffix.lower() == ".txt" and Path(data).is_file():
         # Chunk text is used as written, so the settings are the ones it was made with (its
@@ -414,7 +469,7 @@ def load_pieces(data, settings):
         if not sequences:
             raise DataError(f"{data}: no chunks in this chunk text file")
         file_settings = file_settings or events.EventSettings(raw=True)
-        say(f"loaded {len(sequences)} pieces from {data} (event settings from the file: "
+        say(f"loaded {count(len(sequences), 'piece')} from {data} (event settings from the file: "
             f"{json.dumps(file_settings.to_dict())})")
         return sequences, file_settings
     skipped = []
@@ -424,7 +479,7 @@ def load_pieces(data, settings):
         warn(f"skipped {error}")
 
     sequences = events.load_data(data, settings, on_skip=on_skip, progress=_show_progress())
-    say(f"loaded {len(sequences)} files, skipped {len(skipped)}")
+    say(f"loaded {count(len(sequences), 'file')}, skipped {len(skipped)}")
     return sequences, settings
 
 
@@ -433,51 +488,135 @@ def load_pieces(data, settings):
 # ----------------------------------------------------------------------------------------------
 
 def format_record(record, epochs):
+    """One history record as a line: "epoch 2/10  train 3.012  val 3.201 ..." (inside an epoch,
+    "epoch 2/10, batch 340" says how far into it)."""
     def number(value, digits=3):
         return "-" if value is None else f"{value:.{digits}f}"
-    return (f"epoch {record['epoch']}/{epochs}  train {number(record['train_loss'])}"
+    where = f"epoch {record['epoch']}" + ("" if epochs is None else f"/{epochs}")
+    if record.get("epochs", record["epoch"]) < record["epoch"]:  # a validation inside the epoch
+        where += f", batch {record['batch']}"
+    return (f"{where}  train {number(record['train_loss'])}"
             f"  val {number(record['val_loss'])}  ppl {number(record['val_perplexity'], 1)}"
             f"  acc {number(record['val_accuracy'])}"
             f"  (unigram {number(record['baseline_loss'])}, acc {number(record['baseline_accuracy'])})"
-            f"  {record['elapsed']:.1f}s")
+            f"  {duration(record['elapsed'])}")
+
+
+def duration(seconds):
+    """Seconds for people: "45 s", "3 min 20 s", "2 h 05 min"."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def count(number, word):
+    """ "1 file", "3 files": a number with its noun, singular or plural."""
+    return f"{number:,} {word if number == 1 else word + 's'}"
+
+
+_clock = time.monotonic  # the CLI's clock for its progress lines (a test may put a fake one here)
+
+
+class _TrainingReport:
+    """What ``train`` prints while the run goes on: every history record, the speed once the first
+    batches are done, and outside a terminal (a log file, a notebook cell), where there is no progress
+    bar, a line at least every ``INTERVAL`` seconds with the loss, the time taken and the time left."""
+
+    INTERVAL = 30.0
+
+    def __init__(self, epochs, bars):
+        self.epochs, self.bars = epochs, bars
+        self.last_line = _clock()
+        self.speed_told = False
+
+    def write(self, text):
+        if self.bars:  # above the progress bar, not through it
+            from tqdm import tqdm
+            tqdm.write(text, file=sys.stdout)
+            sys.stdout.flush()
+        else:
+            say(text)
+
+    def record(self, record):
+        self.write(format_record(record, self.epochs))
+
+    def progress(self, status):
+        if not self.speed_told and status.session_batches >= 2 and (
+                status.session_batches >= 20 or status.session_seconds >= 3):
+            per_batch = status.session_seconds / status.session_batches
+            self.write(f"speed: {per_batch:.3g} s a batch, about {duration(per_batch * status.batches)} "
+                       f"an epoch of {count(status.batches, 'batch')}")
+            self.speed_told = True
+        if not self.bars and _clock() - self.last_line >= self.INTERVAL:
+            of = "" if status.epochs is None else f"/{status.epochs}"
+            left = "" if status.left is None else f", about {duration(status.left)} left"
+            self.write(f"epoch {status.epoch}{of}, batch {status.batch}/{status.batches}: loss "
+                       f"{status.loss:.3f}, {duration(status.elapsed)} so far{left}")
+            self.last_line = _clock()
 
 
 def run_train(args):
-    from .train import load_run, run_settings
+    from .train import RESUMABLE, load_run, run_settings
 
     if args.resume is not None:
         changed = [name for name in ("preset", "hidden", "layers", "dropout", "embedding", "optimizer",
                                      "lr", "batch_size", "seq_len", "step", "clip", "seed",
-                                     "val_fraction", "transpose", "processes", "raw", "grid", "velocity_bins",
+                                     "val_fraction", "transpose", "raw", "grid", "velocity_bins",
                                      "max_delta_beats", "keep_drums", "tempo_map", "tempo_bins", "pedal", "out")
                    if getattr(args, name) is not None]
         if changed:
             flags = ", ".join("--" + name.replace("_", "-") for name in changed)
-            raise UsageError(f"a resumed run keeps its settings; only --epochs may change (got {flags})")
+            raise UsageError(f"a resumed run keeps its settings; only --epochs, --minutes and --patience "
+                             f"(and --engine, --processes) may change (got {flags})")
         if Path(args.resume).is_file():
             raise UsageError(f"--resume takes the run folder (the one holding last.npz), not {args.resume}")
-        if args.epochs is not None and args.epochs < 1:
-            raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
         path, _, meta = load_run(args.resume)
         settings, config, vocab = run_settings(path, meta)
-        if args.epochs is not None:
-            config = dataclasses.replace(config, epochs=args.epochs)
-        if config.epochs <= meta["epoch"]:
-            raise UsageError(f"{path} has finished {meta['epoch']} epochs of {config.epochs}; to train "
-                             f"more, give --epochs above {meta['epoch']}")
+        # By default the run goes on with the engine it was made with, so that it continues exactly.
+        made_with = meta.get("engine") if isinstance(meta.get("engine"), dict) else {}
+        engine, processes = engine_choice(args, default=made_with.get("name", "fast"))
+        if args.engine is None and args.processes is None and made_with.get("processes") in (1, 2):
+            processes = made_with["processes"]
+        config = train_config(args, base={**config.to_dict(), **{
+            name: getattr(config, name) for name in RESUMABLE if getattr(args, name, None) is None}})
+        _refuse_finished(path, meta, config)
+        say(describe(engine, processes))
         sequences, settings = load_pieces(args.data, settings)
         dataset = prepare(args.data, sequences, settings, config, vocab=vocab)
-        say(f"resuming {path} after epoch {meta['epoch']}" + (f", batch {meta['batch']}" if meta["batch"] else ""))
-        return _train_and_report(args.data, dataset, meta["model_config"], config, Path(args.resume), True)
+        say(f"resuming {path} {where(meta['epoch'], meta['batch'])}")
+        return _train_and_report(args.data, dataset, meta["model_config"], config, Path(args.resume), True,
+                                 engine=(engine, processes))
 
+    engine = engine_choice(args)
     settings = event_settings(args)
     config = train_config(args)
     model = model_config(args)
     run_dir = check_folder(args.out if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     refuse_existing_run(run_dir, hint=f", or continue it with --resume {run_dir}")
+    say(describe(*engine))
     sequences, settings = load_pieces(args.data, settings)
     dataset = prepare(args.data, sequences, settings, config)
-    return _train_and_report(args.data, dataset, model, config, run_dir, False)
+    return _train_and_report(args.data, dataset, model, config, run_dir, False, engine=engine)
+
+
+def where(epoch, batch):
+    """A saved point for people, counting epochs from 1 as the progress bar does: ``epoch`` finished
+    epochs and ``batch`` batches of the next one."""
+    return f"at epoch {epoch + 1}, batch {batch}" if batch else f"after epoch {epoch}"
+
+
+def _refuse_finished(path, meta, config):
+    """UsageError when the run in ``path`` has already reached its end under ``config``."""
+    if config.epochs is not None and meta["epoch"] >= config.epochs:
+        raise UsageError(f"{path} has finished {count(meta['epoch'], 'epoch')} of {config.epochs}; to train "
+                         f"more, give --epochs above {meta['epoch']}" +
+                         (" or a bigger --minutes" if config.minutes is not None else ""))
+    if config.minutes is not None and meta["elapsed"] >= 60 * config.minutes:
+        raise UsageError(f"{path} has used its {config.minutes:g} minutes ({duration(meta['elapsed'])}); "
+                         f"to train more, give --minutes above {meta['elapsed'] / 60:.1f}")
 
 
 def prepare(data, sequences, settings, config, vocab=None):
@@ -489,24 +628,68 @@ def prepare(data, sequences, settings, config, vocab=None):
         raise DataError(f"{data}: {error}") from None
 
 
-def _describe(dataset):
-    say(f"vocabulary: {len(dataset.vocab)} chunks; {len(dataset.train_x)} training windows from "
-        f"{len(dataset.train_names)} pieces, {len(dataset.val_x)} validation windows from "
-        f"{len(dataset.val_names)} pieces")
+def _describe(dataset, config, run_dir):
+    """Say what the run will do, before it starts."""
+    pieces, held_out = len(dataset.train_names), len(dataset.val_names)
+    keys = ""
+    if dataset.transposition is not None:
+        keys = f", each moved into a random key (up to {config.transpose} semitones up or down) when batched"
+    say(f"data: {count(pieces, 'piece')} to train on and {held_out} held out for validation; "
+        f"{count(len(dataset.train_x), 'training window')} of {config.seq_len} chunks{keys}; "
+        f"{count(len(dataset.vocab), 'distinct chunk')} (the vocabulary)")
+    until = [count(config.epochs, "epoch")] if config.epochs is not None else []
+    if config.minutes is not None:
+        until.append(f"{config.minutes:g} minutes")
+    patience = ("" if config.patience is None else
+                f", or once {count(config.patience, 'validation')} in a row have not improved")
+    say(f"plan: {config.optimizer} at lr {config.lr}, batches of {config.batch_size}, for "
+        f"{' or '.join(until)} (whichever comes first){patience}; validating at each epoch's end and "
+        f"every {duration(config.validate_every)} of training, saving last.npz at least every "
+        f"{duration(config.save_every)}; writing to {run_dir}")
 
 
-def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False):
+def _train_and_report(data, dataset, model, config, run_dir, resume, quiet=False, engine=("fast", 2)):
     from .train import train
-    _describe(dataset)
-    say(f"training {config.optimizer} lr {config.lr} for {config.epochs} epochs, writing to {run_dir}")
-    result = train(dataset, model, config, run_dir, progress=_show_progress(),
-                   on_epoch=lambda record: say(format_record(record, config.epochs)), resume=resume)
-    if result.interrupted:
-        print(f"interrupted: saved {run_dir / 'last.npz'} (epoch {result.epoch}, batch {result.batch});"
-              f" continue with: lstm-music train {data} --resume {run_dir}", file=sys.stderr, flush=True)
+    _describe(dataset, config, run_dir)
+    bars = _show_progress()
+    report = _TrainingReport(config.epochs, bars)
+    continue_with = f"lstm-music train {data} --resume {run_dir}"
+    try:
+        result = train(dataset, model, config, run_dir, progress=bars, on_epoch=report.record,
+                       resume=resume, engine=engine[0], processes=engine[1], on_progress=report.progress)
+    except KeyboardInterrupt:  # a second signal: stopped at once, mid-batch; the last save stands
+        saved = run_dir / "last.npz"
+        if saved.exists():
+            from .checkpoint import CheckpointError, load_checkpoint
+            try:
+                meta = load_checkpoint(saved)[1]
+                point = f" ({where(meta['epoch'], meta['batch'])})"
+            except (CheckpointError, KeyError):
+                point = ""
+            print(f"interrupted at once: the last save is {saved}{point}; continue with: {continue_with}",
+                  file=sys.stderr, flush=True)
+        else:
+            print("interrupted at once, before the first save", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
+    if result.interrupted:
+        print(f"interrupted by {result.stopped}: saved {run_dir / 'last.npz'} "
+              f"({where(result.epoch, result.batch)}); continue with: {continue_with}",
+              file=sys.stderr, flush=True)
+        return 128 + signal.Signals[result.stopped].value
     if not quiet:
-        say(f"wrote {run_dir}/last.npz, best.npz, history.json, history.csv, loss.png")
+        if result.stopped == "minutes":
+            why = f"after {config.minutes:g} minutes"
+        elif result.stopped == "patience":
+            why = f"after {count(config.patience, 'validation')} in a row without improvement"
+        else:
+            why = f"after {count(result.epoch, 'epoch')}"
+        best = min((r["val_loss"] for r in result.history if r["val_loss"] is not None), default=None)
+        if best is not None:
+            why += f"; best validation loss {best:.3f}"
+            if dataset.baseline["cross_entropy"] is not None:
+                why += f" (the unigram baseline scores {dataset.baseline['cross_entropy']:.3f})"
+        say(f"stopped {why}")
+        say(f"wrote {run_dir}/best.npz, last.npz, history.json, history.csv, loss.png")
         say(f"make music with: lstm-music generate {run_dir / 'best.npz'} -o piece.mid --wav")
     return 0
 
@@ -542,8 +725,8 @@ def run_generate(args):
     checkpoint = Path(args.checkpoint)
     inputs = [checkpoint / "last.npz" if checkpoint.is_dir() else checkpoint, args.prime]
     for path in (out, out.with_suffix(".txt"), out.with_suffix(".wav"), out.with_suffix(".png")):
-        output_path(path, inputs, create=False)  # none of the files written may replace an input
-    trained = load_trained(args.checkpoint)
+        output_path(path, inputs)  # none of the files written may replace an input
+    trained = load_trained(args.checkpoint, engine_choice(args)[0])
     written = make_piece(trained, output_path(out, inputs), args.length, args.temperature, args.top_k,
                          args.seed, args.prime, args.include_prime, tempo,
                          wav=args.wav, plot=args.plot, rules=args.rules,
@@ -600,9 +783,11 @@ def run_compare(args):
     lrs = args.lrs or [COMPARE_LRS[name] for name in args.optimizers]
     if len(lrs) != len(args.optimizers):
         raise UsageError(f"--lrs needs one learning rate per optimizer ({len(args.optimizers)})")
+    engine = engine_choice(args)
     settings = event_settings(args)
     model = model_config(args)
     out = check_folder(args.out)
+    say(describe(*engine))
     sequences, settings = load_pieces(args.data, settings)
     histories, summary = {}, {}
     for name, lr in zip(args.optimizers, lrs):
@@ -611,14 +796,15 @@ def run_compare(args):
         dataset = prepare(args.data, sequences, settings, config)
         say(f"--- {name}")
         try:
-            status = _train_and_report(args.data, dataset, model, config, out / name, False, quiet=True)
+            status = _train_and_report(args.data, dataset, model, config, out / name, False, quiet=True,
+                                       engine=engine)
         except TrainingDiverged as error:  # its own message names train's --lr; compare takes --lrs
             raise LstmMusicError(f"{name}: {error.advice('learning rate for it in --lrs')}") from None
         if status:
             return status
         histories[name] = json.loads((out / name / "history.json").read_text())
         summary[name] = {"lr": lr, "train_config": config.to_dict(), "history": histories[name]}
-        make_piece(load_trained(out / name / "best.npz"), out / f"{name}.mid", 200, seed=config.seed)
+        make_piece(load_trained(out / name / "best.npz", engine[0]), out / f"{name}.mid", 200, seed=config.seed)
     plot_optimizer_comparison(histories, out / "compare.png")
     atomic_write_text(out / "compare.json", json.dumps(summary, indent=1))
     say(f"wrote {out / 'compare.png'}, {out / 'compare.json'} and one sample per optimizer "
@@ -640,7 +826,7 @@ def run_render(args):
 def run_plot(args):
     from .music.events import midi_to_notes, midi_to_pedal
     from .plots import plot_piano_roll
-    output_path(args.out, [args.midi], create=False)  # check before reading, create after
+    output_path(args.out, [args.midi])  # check before reading
     notes, pedal = midi_to_notes(args.midi), midi_to_pedal(args.midi)
     plot_piano_roll(notes, output_path(args.out, [args.midi]), title=Path(args.midi).name, pedal=pedal)
     say(f"wrote {args.out}")
@@ -652,7 +838,7 @@ def run_encode(args):
     settings = event_settings(args)
     if Path(args.source).suffix.lower() == ".txt":
         raise UsageError(f"{args.source} is already chunk text; encode reads MIDI files or folders")
-    output_path(args.out, [args.source], create=False)  # check before the (slow) load, create after
+    output_path(args.out, [args.source])  # check before the (slow) load
     sequences, settings = load_pieces(args.source, settings)
     write_chunk_text(output_path(args.out, [args.source]), sequences, settings)
     say(f"wrote {args.out}: {sum(len(piece.chunks) for piece in sequences)} chunks")
@@ -663,14 +849,14 @@ def run_decode(args):
     from .filenames import piece_paths
     from .music.events import chunks_to_midi, read_chunk_text
     tempo = _tempo(args.tempo)
-    output_path(args.out, [args.source], create=False)  # check before reading, create after
+    output_path(args.out, [args.source])  # check before reading
     sequences = [piece for piece in read_chunk_text(args.source) if piece.chunks]
     if not sequences:
         raise DataError(f"{args.source}: no chunks in this chunk text file")
     # One MIDI file per piece: OUT.mid for a single piece, else OUT-NAME.mid after each stored name.
     paths = piece_paths(args.out, [piece.name for piece in sequences])
     for path in paths:
-        output_path(path, [args.source], create=False)
+        output_path(path, [args.source])  # every file checked before the first is written
     for piece, path in zip(sequences, paths):
         chunks_to_midi(piece.chunks, output_path(path, [args.source]), ticks_per_beat=piece.ticks_per_beat,
                        tempo=tempo)
@@ -680,6 +866,43 @@ def run_decode(args):
         say(f"wrote {len(paths)} MIDI files, one per piece:")
         for piece, path in zip(sequences, paths):
             say(f"  {path}  ({piece.name})")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# export and import (PyTorch)
+# ----------------------------------------------------------------------------------------------
+
+def _npz_out(out, what):
+    """``Path(out)``, or ``UsageError`` unless it ends in .npz; ``what`` says what -o names."""
+    out = Path(out)
+    if out.suffix.lower() != ".npz":
+        raise UsageError(f"-o names {what}, not {out.name}")
+    return out
+
+
+def run_export(args):
+    from .export import architecture_path, export_trained
+    from .generate import load_trained
+    out = _npz_out(args.out, "the weights file, OUT.npz (the architecture goes beside it, in OUT.json)")
+    checkpoint = Path(args.checkpoint)
+    inputs = [checkpoint / "last.npz" if checkpoint.is_dir() else checkpoint]
+    for path in (out, architecture_path(out)):
+        output_path(path, inputs)  # neither file may replace the checkpoint
+    trained = load_trained(checkpoint)
+    weights, architecture = export_trained(trained, output_path(out, inputs))
+    say(f"wrote {weights} (the weights, under PyTorch's names) and {architecture} (the layers and vocabulary)")
+    say("load them in PyTorch as tutorials/12-taking-it-to-pytorch.md shows")
+    return 0
+
+
+def run_import(args):
+    from .export import architecture_path, import_to_checkpoint
+    out = _npz_out(args.out, "the checkpoint to write, a .npz file")
+    inputs = [args.exported, architecture_path(args.exported)]
+    output_path(out, inputs)  # check before reading
+    written = import_to_checkpoint(args.exported, output_path(out, inputs))
+    say(f"wrote {written}; make music with: lstm-music generate {written} -o piece.mid")
     return 0
 
 
@@ -700,19 +923,23 @@ def run_demo(args):
             raise UsageError("--epochs must be >= 1")
         training = {**training, "epochs": args.epochs}
     config = TrainConfig(**training)
+    engine, processes = engine_choice(args)
     refuse_existing_run(out, replaceable=_made_by_demo)
+    say(describe(engine, processes))
     settings = EventSettings()
     sequences = builtin_sequences(settings)
     dataset = prepare_data(sequences, settings, config)
-    say(f"demo: training a small LSTM on {len(sequences)} built-in tunes "
-        f"({len(dataset.vocab)} distinct chunks), {config.epochs} epochs")
+    say(f"demo: training a small LSTM on {count(len(sequences), 'built-in tune')} "
+        f"({count(len(dataset.vocab), 'distinct chunk')}), {count(config.epochs, 'epoch')}")
+    report = _TrainingReport(config.epochs, _show_progress())
     result = train(dataset, TINY_MODEL if args.tiny else DEMO_MODEL, config, out,
-                   progress=_show_progress(),
-                   on_epoch=lambda record: say(format_record(record, config.epochs)))
+                   progress=report.bars, on_epoch=report.record, on_progress=report.progress,
+                   engine=engine, processes=processes)
     if result.interrupted:
-        print(f"interrupted: saved {out / 'last.npz'}", file=sys.stderr, flush=True)
-        return EXIT_INTERRUPTED
-    trained = load_trained(out / "best.npz")
+        print(f"interrupted by {result.stopped}: saved {out / 'last.npz'} ({where(result.epoch, result.batch)})",
+              file=sys.stderr, flush=True)
+        return 128 + signal.Signals[result.stopped].value
+    trained = load_trained(out / "best.npz", engine)
     written = make_piece(trained, out / "sample.mid", 48 if args.tiny else 400, temperature=0.8,
                          seed=config.seed, wav=True, plot=True, rules=True)
     say("wrote:")

@@ -22,7 +22,7 @@ from lstm_from_scratch.errors import DataError
 
 __all__ = [
     "DataError", "count_windows", "make_windows", "windows_from_sequences", "split_by_file",
-    "num_batches", "iterate_batches", "unigram_baseline",
+    "num_batches", "iterate_batches", "Transposition", "unigram_baseline",
 ]
 
 
@@ -143,7 +143,7 @@ def num_batches(num_windows: int, batch_size: int, drop_last: bool = False) -> i
 
 
 def iterate_batches(
-    X: np.ndarray, Y: np.ndarray, batch_size: int, rng=None, drop_last: bool = False
+    X: np.ndarray, Y: np.ndarray, batch_size: int, rng=None, drop_last: bool = False, shifts=None
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield time-major batches ``(inputs, targets)``, each ``(T, B)`` int64, covering every window once.
 
@@ -151,6 +151,10 @@ def iterate_batches(
     ``rng.permutation(W)`` (``rng`` an ``np.random.Generator``), so the same generator state gives the
     same batches; ``rng=None`` keeps the stored order (handy for validation). The last batch is smaller
     when ``W`` is not a multiple of ``batch_size``, unless ``drop_last`` leaves it out.
+
+    ``shifts`` (with ``rng``) transposes every window as it is batched: see ``Transposition``. The
+    shifts of the whole pass are drawn right after the order, before the first batch, so the same
+    generator state gives the same batches, shifts included, also when batches are skipped.
 
     Batches are transposed to ``(T, B)`` because ``nn/`` is time-major: step ``t`` of every sequence in
     the batch is the contiguous row ``inputs[t]``.
@@ -162,9 +166,42 @@ def iterate_batches(
         raise DataError(f"X and Y must both be (W, T), got {X.shape} and {Y.shape}")
     count = len(X)
     order = np.arange(count) if rng is None else rng.permutation(count)
+    semitones = None if shifts is None or rng is None else shifts.draw(order, rng)
     for batch in range(num_batches(count, batch_size, drop_last)):
-        rows = order[batch * batch_size:(batch + 1) * batch_size]
-        yield np.ascontiguousarray(X[rows].T), np.ascontiguousarray(Y[rows].T)
+        part = slice(batch * batch_size, (batch + 1) * batch_size)
+        rows = order[part]
+        inputs, targets = X[rows], Y[rows]
+        if semitones is not None:
+            inputs, targets = shifts.apply(inputs, semitones[part]), shifts.apply(targets, semitones[part])
+        yield np.ascontiguousarray(inputs.T), np.ascontiguousarray(targets.T)
+
+
+class Transposition:
+    """Data augmentation on the fly: every window moved into a random key each time it is batched.
+
+    A tune in another key is the same tune, so each window of a piece is drawn in a key chosen at
+    random from ``low[w]..high[w]`` semitones (the shifts that keep that piece's pitches in MIDI's
+    0..127, at most ``max_shift`` either way), each time a batch is made. Nothing is stored per key:
+    memory stays the size of the original windows.
+
+    - ``table`` (2 * max_shift + 1, V): ``table[s + max_shift, v]`` is the id of token v moved by s
+      semitones (built by the code that knows what a token means, ``train.prepare_data``);
+    - ``low``, ``high`` (W,): the shifts allowed for each window.
+    """
+
+    def __init__(self, table, low, high):
+        self.table = np.asarray(table, dtype=np.int64)
+        self.max_shift = (len(self.table) - 1) // 2
+        self.low, self.high = np.asarray(low, dtype=np.int64), np.asarray(high, dtype=np.int64)
+
+    def draw(self, order, rng):
+        """One shift per window, (W,), for the windows in ``order`` (W,): uniform in low..high."""
+        low, high = self.low[order], self.high[order]
+        return low + np.floor(rng.random(len(order)) * (high - low + 1)).astype(np.int64)
+
+    def apply(self, ids, semitones):
+        """ids (B, T) of B windows moved by ``semitones`` (B,): the same shape, other tokens."""
+        return self.table[(semitones + self.max_shift)[:, None], ids]
 
 
 def unigram_baseline(train_ids, val_targets, vocab_size: int) -> dict:

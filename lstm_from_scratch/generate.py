@@ -22,8 +22,8 @@ import numpy as np
 from .checkpoint import CheckpointError
 from .errors import DataError
 from .music import events
+from .engines import check_engine, make_model
 from .music.vocab import Vocabulary, VocabularyError
-from .nn.model import Model
 from .train import load_run
 
 # Temperatures at or below this are treated as 0: the argmax, exactly (dividing by ~0 would overflow).
@@ -44,7 +44,7 @@ def roulette_wheel(probs, rng):
     """
     probs = np.asarray(probs, dtype=np.float64)
     # (The array methods, not np.cumsum and np.searchsorted: the same functions without their
-    # Python wrappers, 1.4 us less a token, which counts at one draw per generated token.)
+    # Python wrappers, which count at one draw per generated token.)
     edges = probs.cumsum()
     total = float(edges[-1])
     if not math.isfinite(total) or total <= 0:
@@ -181,7 +181,8 @@ def prime_model(model, prime_ids):
 def generate(model, vocab, prime_ids, length, temperature=1.0, top_k=None, rng=None, rule=None):
     """Generate `length` new token ids after priming the model with `prime_ids`.
 
-    `model` is an `nn.model.Model` whose vocabulary is `vocab` (its size is checked);
+    `model` is an `nn.model.Model` (or a fast engine's `FastModel`) whose vocabulary is `vocab`
+    (its size is checked);
     `prime_ids` is a list of P >= 1 ids, shape `(P,)`; `rng` an `np.random.Generator` (a fixed
     seed gives the same piece). `rule` (optional, e.g. `NoteRules(vocab)`) zeroes the chunks it
     does not allow before each draw. Returns a list of `length` ints (without the prime).
@@ -225,7 +226,7 @@ class TrainedModel:
     ``token_counts`` ``(V,)`` counts each token in the training data (for the default prime);
     ``ticks_per_beat`` is the resolution the chunks' deltas count in.
     """
-    model: Model
+    model: object  # an nn.model.Model, or with engine="fast" a fast.FastModel
     vocab: Vocabulary
     settings: events.EventSettings
     ticks_per_beat: int
@@ -234,12 +235,14 @@ class TrainedModel:
     meta: dict
 
 
-def load_trained(path):
-    """Load a checkpoint written by ``train`` (a ``.npz`` file, or a run folder for its ``last.npz``).
+def load_trained(path, engine="plain"):
+    """Load a checkpoint written by ``train`` (a ``.npz`` file, or a run folder for its ``last.npz``)
+    into a model of ``engine`` ("plain" or "fast"; either loads any checkpoint).
 
     Raises ``CheckpointError`` naming the file when it cannot be read, or when its parameters,
     vocabulary and model config do not belong together.
     """
+    check_engine(engine)
     path, arrays, meta = load_run(path)
     try:
         vocab = Vocabulary(meta["vocabulary"])
@@ -248,7 +251,7 @@ def load_trained(path):
         ticks_per_beat = meta.get("ticks_per_beat", settings.grid)
         if type(ticks_per_beat) is not int or not 1 <= ticks_per_beat <= 32767:  # bool is not int here
             raise ValueError(f"ticks_per_beat must be an integer in 1..32767, got {ticks_per_beat!r}")
-        model = Model(meta["model_config"])
+        model = make_model(meta["model_config"], engine)
         if len(vocab) != model.config["vocab_size"]:
             raise ValueError(f"its vocabulary has {len(vocab)} chunks but its model expects "
                              f"{model.config['vocab_size']}")

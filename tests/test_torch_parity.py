@@ -1,13 +1,13 @@
 """Our LSTMs against torch.nn.LSTM: same weights give the same outputs and the same gradients.
 
-Both the readable reference (nn/lstm.py) and the fast version the Model trains with (nn/fast_lstm.py).
+Both the readable reference (nn/lstm.py) and the fast version the Model trains with (fast/lstm.py).
 
 Skipped cleanly when torch is not installed; nothing else in the suite needs it.
 """
 import numpy as np
 import pytest
 
-from lstm_from_scratch.nn.fast_lstm import FastLSTM
+from lstm_from_scratch.fast.lstm import FastLSTM
 from lstm_from_scratch.nn.layers import OneHot
 from lstm_from_scratch.nn.lstm import LSTM
 

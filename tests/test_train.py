@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from lstm_from_scratch import train as train_module
-from lstm_from_scratch.nn import data_parallel
+from lstm_from_scratch.fast import data_parallel
 from lstm_from_scratch.checkpoint import CheckpointError, load_checkpoint
-from lstm_from_scratch.data import DataError
-from lstm_from_scratch.music.events import ChunkSequence, EventSettings
+from lstm_from_scratch.data import DataError, iterate_batches, num_batches
+from lstm_from_scratch.music.events import ChunkSequence, EventSettings, transpose_chunk
 from lstm_from_scratch.music.vocab import Vocabulary
 from lstm_from_scratch.train import (
     TrainConfig, TrainingDiverged, evaluate, load_run, prepare_data, train)
@@ -72,7 +72,7 @@ def test_train_writes_history_plot_and_checkpoints(tmp_path, dataset):
         assert record["val_perplexity"] == pytest.approx(np.exp(record["val_loss"]))
         assert 0 <= record["val_accuracy"] <= 1 and record["elapsed"] > 0
         assert record["baseline_loss"] == dataset.baseline["cross_entropy"]
-    assert (tmp_path / "history.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
+    assert (tmp_path / "history.csv").read_text().splitlines()[0].startswith("epoch,batch,epochs,train_loss")
     assert (tmp_path / "loss.png").stat().st_size > 1000
     arrays, meta = load_checkpoint(tmp_path / "last.npz")
     assert meta["epoch"] == 2 and meta["vocabulary"] == list(dataset.vocab.tokens)
@@ -108,41 +108,133 @@ def test_resume_after_an_epoch_is_bit_identical(tmp_path, dataset):
     assert strip == [{k: v for k, v in r.items() if k != "elapsed"} for r in resumed.history]
 
 
-@pytest.mark.parametrize("helper", [False, True])
-def test_ctrl_c_mid_epoch_saves_a_point_that_resumes_exactly(helper, tmp_path, dataset, monkeypatch):
-    if helper:  # the second half of every batch in a helper process, from the first batch on
+@pytest.mark.parametrize("engine, processes, signal_name", [
+    ("plain", 1, "SIGINT"), ("fast", 1, "SIGINT"), ("fast", 2, "SIGINT"),
+    ("plain", 1, "SIGTERM"), ("plain", 1, "SIGHUP"), ("fast", 2, "SIGTERM")])
+def test_a_signal_mid_epoch_saves_a_point_that_resumes_exactly(engine, processes, signal_name, tmp_path,
+                                                                monkeypatch):
+    if processes == 2:  # the second half of every batch in a helper process, from the first batch on
         monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 0.0)
-        monkeypatch.setattr(data_parallel, "one_blas_thread", lambda: True)
-    straight = train(dataset, MODEL, config(epochs=2), tmp_path / "a", progress=False)
+        monkeypatch.setattr(data_parallel, "can_use_helper", lambda: True)
+    dataset = prepare_data(pieces(), EventSettings(), config(transpose=2))  # keys drawn per batch too
+    run = dict(progress=False, engine=engine, processes=processes)
+    straight = train(dataset, MODEL, config(epochs=2, transpose=2), tmp_path / "a", **run)
 
     calls = []
     real_clip = train_module.clip_grad_norm
 
-    def clip_then_interrupt(grads, max_norm):
+    def clip_then_signal(grads, max_norm):
         calls.append(1)
         if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during batch 3
+            os.kill(os.getpid(), getattr(signal, signal_name))  # as if during batch 3
         return real_clip(grads, max_norm)
 
-    monkeypatch.setattr(train_module, "clip_grad_norm", clip_then_interrupt)
-    monkeypatch.setattr(data_parallel, "clip_grad_norm", clip_then_interrupt)  # --processes 2 clips there
-    stopped = train(dataset, MODEL, config(epochs=2), tmp_path / "b", progress=False)
-    assert stopped.interrupted and (stopped.epoch, stopped.batch) == (0, 3)
+    monkeypatch.setattr(train_module, "clip_grad_norm", clip_then_signal)
+    stopped = train(dataset, MODEL, config(epochs=2, transpose=2), tmp_path / "b", **run)
+    assert stopped.interrupted and stopped.stopped == signal_name
+    assert (stopped.epoch, stopped.batch) == (0, 3)
     _, meta = load_checkpoint(tmp_path / "b" / "last.npz")
     assert (meta["epoch"], meta["batch"]) == (0, 3)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler put back
+    assert meta["engine"] == {"name": engine, "processes": processes}
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers put back
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
     monkeypatch.setattr(train_module, "clip_grad_norm", real_clip)
-    monkeypatch.setattr(data_parallel, "clip_grad_norm", real_clip)
-    resumed = train(dataset, MODEL, config(epochs=2), tmp_path / "b", progress=False, resume=True)
+    resumed = train(dataset, MODEL, config(epochs=2, transpose=2), tmp_path / "b", resume=True, **run)
     assert_same_params(straight.model.params, resumed.model.params)
     assert resumed.history[0]["train_loss"] == straight.history[0]["train_loss"]
+
+
+KILLED_RUN = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import test_train as t
+from lstm_from_scratch import train as train_module
+config = t.config(epochs=2, transpose=2, save_every=1e-9)      # last.npz after every batch
+dataset = train_module.prepare_data(t.pieces(), t.EventSettings(), config)
+batches = []
+
+def kill_at_batch_5(progress):
+    batches.append(1)
+    if len(batches) == 5:
+        os.kill(os.getpid(), signal.SIGKILL)                   # no handler, no save: gone
+
+train_module.train(dataset, t.MODEL, config, {run!r}, progress=False, on_progress=kill_at_batch_5)
+"""
+
+
+def test_kill_minus_9_loses_at_most_one_save_interval_and_resumes_exactly(tmp_path):
+    import subprocess
+    import sys
+    dataset = prepare_data(pieces(), EventSettings(), config(transpose=2))
+    straight = train(dataset, MODEL, config(epochs=2, transpose=2), tmp_path / "a", progress=False)
+    script = KILLED_RUN.format(tests=os.path.dirname(__file__), run=str(tmp_path / "b"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    _, meta = load_checkpoint(tmp_path / "b" / "last.npz")
+    assert (meta["epoch"], meta["batch"]) == (0, 4)  # saved after batch 4; batch 5 was lost
+    resumed = train(dataset, MODEL, config(epochs=2, transpose=2), tmp_path / "b", progress=False, resume=True)
+    assert_same_params(straight.model.params, resumed.model.params)
+
+
+class FakeClock:
+    """A clock for train.py that moves ``tick`` seconds at every reading."""
+
+    def __init__(self, tick):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+
+def test_a_time_budget_stops_the_run_validated_and_saved(tmp_path, dataset, monkeypatch):
+    monkeypatch.setattr(train_module, "_clock", FakeClock(0.5))
+    result = train(dataset, MODEL, config(epochs=None, minutes=0.25, validate_every=3.0), tmp_path,
+                   progress=False)
+    assert result.stopped == "minutes" and not result.interrupted
+    history = result.history
+    assert history[-1]["elapsed"] >= 15.0 > history[-2]["elapsed"]
+    inside = [record for record in history if 0 < record["batch"] < num_batches(len(dataset.train_x), 8)]
+    assert inside, "no validation inside an epoch"
+    assert all(b["elapsed"] > a["elapsed"] and b["epochs"] > a["epochs"] for a, b in zip(history, history[1:]))
+    _, meta = load_checkpoint(tmp_path / "last.npz")
+    assert meta["epoch"] + meta["batch"] / num_batches(len(dataset.train_x), 8) == history[-1]["epochs"]
+    _, best = load_checkpoint(tmp_path / "best.npz")
+    best_loss = min(record["val_loss"] for record in history)
+    assert best["history"][-1]["val_loss"] == best_loss
+
+
+def test_patience_stops_when_validation_stops_improving(tmp_path, dataset):
+    # lr 0: the weights never move, so validation never improves on the first record
+    result = train(dataset, MODEL, config(epochs=20, optimizer="sgd", lr=1e-12, patience=2), tmp_path,
+                   progress=False)
+    assert result.stopped == "patience" and len(result.history) == 3
+
+
+def test_resume_with_other_data_changes_no_file(tmp_path, dataset):
+    train(dataset, MODEL, config(epochs=1), tmp_path, progress=False)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    changed = [ChunkSequence(p.name, p.chunks[:-2], 4) if p.name == "piece2" else p for p in pieces()]
+    other = prepare_data(changed, EventSettings(), config())
+    with pytest.raises(CheckpointError, match=r"1 changed \(piece2\)"):
+        train(other, MODEL, config(epochs=2), tmp_path, progress=False, resume=True)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_on_progress_hears_every_batch_with_an_estimate(tmp_path, dataset):
+    heard = []
+    train(dataset, MODEL, config(epochs=2), tmp_path, progress=False, on_progress=heard.append)
+    batches = num_batches(len(dataset.train_x), 8)
+    assert [(p.epoch, p.batch) for p in heard] == [(e, b) for e in (1, 2) for b in range(1, batches + 1)]
+    assert heard[0].left is None and heard[-1].left is not None and heard[-1].left >= 0
+    assert heard[-1].batches == batches and heard[-1].epochs == 2
 
 
 def test_resume_refuses_another_vocabulary_or_settings(tmp_path, dataset):
     train(dataset, MODEL, config(epochs=1), tmp_path, progress=False)
     other = prepare_data(pieces(count=7), EventSettings(), config())
-    with pytest.raises(CheckpointError, match="vocabulary"):
+    with pytest.raises(CheckpointError, match="not the data the run was trained on.*1 new \\(piece6\\)"):
         train(other, MODEL, config(epochs=2), tmp_path, progress=False, resume=True)
     with pytest.raises(CheckpointError, match="lr"):
         train(dataset, MODEL, config(epochs=2, lr=0.5), tmp_path, progress=False, resume=True)
@@ -180,28 +272,35 @@ def test_a_single_piece_trains_without_validation(tmp_path):
 
 
 def test_a_helper_process_changes_the_speed_not_the_weights(tmp_path, dataset, monkeypatch):
-    """--processes 2 computes the second half of each batch in a helper process once a step takes
+    """processes=2 computes the second half of each batch in a helper process once a step takes
     MIN_STEP_SECONDS; with or without the helper, the weights come out the same, bit for bit."""
     started = []
-    real_helper = data_parallel._Helper
-    monkeypatch.setattr(data_parallel, "_Helper", lambda model: started.append(1) or real_helper(model))
+    real_start = data_parallel.DataParallel._start
+    monkeypatch.setattr(data_parallel.DataParallel, "_start",
+                        lambda self, numbers: started.append(1) or real_start(self, numbers))
+    monkeypatch.setattr(data_parallel, "can_use_helper", lambda: True)  # whatever NumPy's BLAS here
     monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", float("inf"))
-    alone = train(dataset, MODEL, config(epochs=2), tmp_path / "alone", progress=False)
+    fast = dict(progress=False, engine="fast", processes=2)
+    alone = train(dataset, MODEL, config(epochs=2), tmp_path / "alone", **fast)
     assert not started
     monkeypatch.setattr(data_parallel, "MIN_STEP_SECONDS", 0.0)
-    monkeypatch.setattr(data_parallel, "one_blas_thread", lambda: True)  # whatever NumPy's BLAS here
-    helped = train(dataset, MODEL, config(epochs=2), tmp_path / "helped", progress=False)
+    helped = train(dataset, MODEL, config(epochs=2), tmp_path / "helped", **fast)
     assert started == [1]
     assert_same_params(alone.model.params, helped.model.params)
     assert [r["val_loss"] for r in alone.history] == [r["val_loss"] for r in helped.history]
-    one = train(dataset, MODEL, config(epochs=2, processes=1), tmp_path / "one", progress=False)
-    assert len(started) == 1  # --processes 1: no helper at all, and (by rounding) other weights
+    one = train(dataset, MODEL, config(epochs=2), tmp_path / "one", progress=False, engine="fast")
+    assert len(started) == 1  # processes=1: no helper at all, and (by rounding) other weights
     assert not all(np.array_equal(one.model.params[k], alone.model.params[k]) for k in one.model.params)
 
 
+def test_train_refuses_an_unknown_engine_or_process_count(tmp_path, dataset):
+    for engine, processes in (("turbo", 1), ("fast", 3), ("plain", 2)):
+        with pytest.raises(train_module.ConfigError, match="engine|processes|process"):
+            train(dataset, MODEL, config(), tmp_path / engine, progress=False, engine=engine,
+                  processes=processes)
+
+
 def test_train_config_rejects_nonsense():
-    with pytest.raises(train_module.ConfigError, match="processes must be 1 or 2"):
-        config(processes=3)
     with pytest.raises(train_module.ConfigError, match="learning rate"):
         config(lr=-1)
     with pytest.raises(train_module.ConfigError, match="seq_len"):
@@ -216,14 +315,46 @@ def test_load_run_refuses_a_non_training_checkpoint(tmp_path):
         load_run(tmp_path / "other.npz")
 
 
-def test_transposition_adds_training_pieces_in_other_keys_only():
+def test_transposition_moves_each_window_as_it_is_batched_and_stores_nothing_per_key():
     plain = prepare_data(pieces(), EventSettings(), config())
     shifted = prepare_data(pieces(), EventSettings(), config(transpose=2))
-    assert len(shifted.train_x) == 5 * len(plain.train_x)  # the originals and 4 shifted copies
+    np.testing.assert_array_equal(shifted.vocab.decode(shifted.train_x.ravel()),
+                                  plain.vocab.decode(plain.train_x.ravel()))  # the originals only
     np.testing.assert_array_equal(shifted.vocab.decode(shifted.val_x.ravel()),
                                   plain.vocab.decode(plain.val_x.ravel()))
     assert "0_no_74_80" in shifted.vocab and "0_no_74_80" not in plain.vocab  # 72 + 2
     assert shifted.train_names == plain.train_names
+    assert shifted.token_counts.sum() == 5 * plain.token_counts.sum()  # trained in 5 keys
+    vocab, seen = shifted.vocab, set()
+    for epoch in range(3):
+        rng = np.random.default_rng(epoch)
+        for inputs, targets in iterate_batches(shifted.train_x, shifted.train_y, 8, rng,
+                                               shifts=shifted.transposition):
+            for column in range(inputs.shape[1]):
+                chunks = vocab.decode(inputs[:, column])
+                pitch = int(chunks[0].split("_")[2])
+                # every window is a whole original window moved by one shift in -2..2
+                candidates = [s for s in range(-2, 3)
+                              if [transpose_chunk(c, -s) for c in chunks] in originals(plain)]
+                assert candidates, chunks
+                seen.add(candidates[0])
+                assert vocab.decode(targets[:-1, column]) == chunks[1:]
+                assert 0 <= pitch <= 127
+    assert seen == {-2, -1, 0, 1, 2}
+
+
+def originals(dataset):
+    return [dataset.vocab.decode(window) for window in dataset.train_x]
+
+
+def test_transposition_keeps_each_piece_in_midi_range():
+    high = [ChunkSequence(f"high{k}", [f"0_no_{p}_80" if n % 2 == 0 else f"1_nf_{p}_0"
+                                       for n, p in enumerate([125, 125, 127, 127] * 10)], 4) for k in range(3)]
+    data = prepare_data(high, EventSettings(), config(transpose=3, val_fraction=0.0))
+    assert set(data.transposition.high) == {0} and set(data.transposition.low) == {-3}
+    for inputs, _ in iterate_batches(data.train_x, data.train_y, 4, np.random.default_rng(0),
+                                     shifts=data.transposition):
+        assert all(0 <= int(chunk.split("_")[2]) <= 127 for chunk in data.vocab.decode(inputs.ravel()))
 
 
 def test_transpose_piece_moves_pitches_and_refuses_to_leave_midi_range():

@@ -131,6 +131,7 @@ def test_a_failed_write_names_the_output_not_a_temporary_file(tmp_path, trained_
     text.write_text("0_no_60_80 4_nf_60_0\n")
     inputs = {"generate": str(trained_run), "encode": str(midi_folder / "tune0.mid"), "decode": str(text)}
     out = tmp_path / "out" / ("x.txt" if command == "encode" else "x.mid")
+    out.parent.mkdir()
     monkeypatch.setattr(os, "replace", failing_replace)
     assert cli.main([command, inputs[command], "-o", str(out)]) == 1
     line = one_error_line(capsys)
@@ -247,7 +248,7 @@ def test_running_out_of_memory_is_one_line(tmp_path, midi_folder, capsys, monkey
     # Was: `train --hidden 100000` ended in NumPy's _ArrayMemoryError traceback.
     def no_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 298. GiB for an array with shape (100000, 400000)")
-    monkeypatch.setattr("lstm_from_scratch.train.Model", no_memory)
+    monkeypatch.setattr("lstm_from_scratch.train.make_model", no_memory)
     assert cli.main(["train", str(midi_folder), *TINY, "--out", str(tmp_path / "r")]) == 1
     line = one_error_line(capsys)
     assert "memory" in line and "--hidden" in line
@@ -310,7 +311,7 @@ def test_a_checkpoint_with_damaged_contents_is_refused(tmp_path, trained_run, ca
     # an error that blamed the *output* file for a bad vocabulary chunk; int8 and complex weights
     # loaded silently (complex with a NumPy warning).
     odd = edited_checkpoint(trained_run / "best.npz", tmp_path / "odd.npz", edit_meta, edit_arrays)
-    out = tmp_path / "out" / "x.mid"
+    out = tmp_path / "x.mid"
     assert cli.main(["generate", str(odd), "-o", str(out)]) == 1
     line = one_error_line(capsys)
     assert str(odd) in line and reason in line
@@ -321,7 +322,7 @@ def test_a_checkpoint_whose_model_does_not_fit_in_memory_is_refused(tmp_path, tr
                                                                     monkeypatch):
     def no_memory(*args, **kwargs):
         raise MemoryError("Unable to allocate 29.8 GiB")
-    monkeypatch.setattr("lstm_from_scratch.generate.Model", no_memory)
+    monkeypatch.setattr("lstm_from_scratch.generate.make_model", no_memory)
     assert cli.main(["generate", str(trained_run), "-o", str(tmp_path / "x.mid")]) == 1
     line = one_error_line(capsys)
     assert str(trained_run / "last.npz") in line and "memory" in line
@@ -511,11 +512,25 @@ def test_an_enormous_learning_rate_gives_only_the_divergence_line(tmp_path, midi
 
 
 @pytest.mark.parametrize("command", ["encode", "decode", "plot"])
-def test_a_missing_input_leaves_no_new_output_folder(tmp_path, capsys, command):
-    # Was: the output's folder was created before the input was read, and stayed, empty.
-    assert cli.main([command, str(tmp_path / "missing.mid"), "-o", str(tmp_path / "new" / "x.out")]) == 1
+def test_a_missing_input_is_named(tmp_path, capsys, command):
+    assert cli.main([command, str(tmp_path / "missing.mid"), "-o", str(tmp_path / "x.out")]) == 1
     assert "missing.mid" in one_error_line(capsys)
     assert files_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", ["generate", "encode", "decode", "plot", "render"])
+def test_an_output_folder_that_does_not_exist_is_an_error_not_a_new_folder(tmp_path, trained_run, midi_folder,
+                                                                           capsys, command):
+    # Was: `generate -o typo/piece.mid` made the folder typo/ and wrote there.
+    text = tmp_path / "in.txt"
+    text.write_text("0_no_60_80 4_nf_60_0\n")
+    inputs = {"generate": str(trained_run), "decode": str(text)}
+    source = inputs.get(command, str(midi_folder / "tune0.mid"))
+    out = tmp_path / "typo" / ("x.txt" if command == "encode" else "x.wav" if command == "render" else "x.mid")
+    assert cli.main([command, source, "-o", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert str(out.parent) in line and "does not exist" in line
+    assert not out.parent.exists()
 
 
 def test_resume_or_generate_from_a_folder_without_a_checkpoint_says_so(tmp_path, midi_folder, capsys):

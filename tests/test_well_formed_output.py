@@ -173,6 +173,7 @@ def test_decode_names_files_after_the_pieces_safely(tmp_path, capsys):
     pieces = [ChunkSequence(name, ["0_no_60_80", "4_nf_60_0"], 4)
               for name in ("bach/bwv66.6.mid", "../../escape me.mid", "Satie: Gymnopédie", "a.mid", "A.MID", "")]
     events.write_chunk_text(tmp_path / "all.txt", pieces, EventSettings())
+    (tmp_path / "out").mkdir()
     assert cli.main(["decode", str(tmp_path / "all.txt"), "-o", str(tmp_path / "out" / "all.mid")]) == 0
     names = sorted(path.name for path in (tmp_path / "out").iterdir())
     assert names == sorted(["all-bach_bwv66.6.mid", "all-escape_me.mid", "all-Satie_Gymnopédie.mid",

@@ -1067,3 +1067,28 @@ def load_data(path, settings=EventSettings(), on_skip=None, progress=False):
             raise DataError(f"{path}: no chunks in this chunk text file")
         return sequences
     raise DataError(f"{path}: not a folder, a .mid/.midi file or a .txt chunk file")
+
+
+# --- transposition ------------------------------------------------------------------------------
+
+
+def transpose_chunk(chunk, semitones):
+    """``chunk`` with its pitch moved by ``semitones``, or ``None`` if the pitch would leave 0..127.
+
+    ``"4_no_60_80"`` moved by 2 is ``"4_no_62_80"``. Deltas and velocities stay as they are: a tune in
+    another key is the same tune, which is why transposition is the data augmentation of music.
+    Tempo and pedal chunks have no pitch and come back as they are. Raises ``ChunkError`` for a
+    chunk that is not well formed.
+    """
+    event = parse_chunk(chunk)
+    if not isinstance(event, NoteEvent):
+        return chunk
+    if not 0 <= event.pitch + semitones <= 127:
+        return None
+    return format_chunk(event.delta, event.is_on, event.pitch + semitones, event.velocity)
+
+
+def pitch_range(chunks, source=None):
+    """``(lowest, highest)`` pitch of the note chunks in ``chunks``, or ``None`` when there is none."""
+    pitches = [event.pitch for event in validate_chunks(chunks, source) if isinstance(event, NoteEvent)]
+    return (min(pitches), max(pitches)) if pitches else None

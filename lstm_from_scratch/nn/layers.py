@@ -142,31 +142,20 @@ class Dense:
     def backward(self, dout):
         """dout (..., O) -> dx (..., D); fills ``grads["W"]`` (D, O) and ``grads["b"]`` (O,).
 
-        Three steps, each its own method so that ``Model.backward`` can run the second on another thread.
+        First back through the activation to dz, the gradient of z = x @ W + b; then dW = x^T dz and
+        db = the sum of dz, both over every position, and dx = dz @ W^T.
         """
-        dz = self.backward_activation(dout)
-        self.backward_weights(dz)
-        return self.backward_input(dz)
-
-    def backward_activation(self, dout):
-        """dout (..., O) -> dz (..., O): the gradient of the pre-activation z = x @ W + b."""
         if self.activation == "relu":
-            return dout * (self.out > 0)
-        if self.activation == "tanh":
-            return dout * (1 - self.out**2)
-        return dout
-
-    def backward_weights(self, dz):
-        """dz (..., O) -> None; fills ``grads["W"]`` = x^T dz (D, O) and ``grads["b"]`` (O,), both
-        summed over every position."""
-        x_flat = self.x.reshape(-1, self.input_size)
-        dz_flat = dz.reshape(-1, self.output_size)
+            dz = dout * (self.out > 0)
+        elif self.activation == "tanh":
+            dz = dout * (1 - self.out**2)
+        else:
+            dz = dout
+        x_flat = self.x.reshape(-1, self.input_size)  # (N, D), N = every position
+        dz_flat = dz.reshape(-1, self.output_size)  # (N, O)
         self.grads["W"] = x_flat.T @ dz_flat
         self.grads["b"] = dz_flat.sum(axis=0)
-
-    def backward_input(self, dz):
-        """dz (..., O) -> dx = dz @ W^T (..., D)."""
-        return (dz.reshape(-1, self.output_size) @ self.params["W"].T).reshape(self.x.shape)
+        return (dz_flat @ self.params["W"].T).reshape(self.x.shape)
 
 
 class Dropout:

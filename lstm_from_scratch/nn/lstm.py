@@ -30,10 +30,9 @@ Backward, step t from T down to 1, with dh = dhs[t] + (gradient flowing back fro
 Derivations: Graves, "Supervised Sequence Labelling with Recurrent Neural Networks" (2012), ch. 4;
 Olah, "Understanding LSTM Networks" (colah.github.io, 2015) for the pictures.
 
-This file is the readable reference. ``Model`` trains with ``FastLSTM`` from ``nn/fast_lstm.py``: the
-same layer, parameters and numbers, with the loops rewritten for speed (one tanh for all four gates,
-buffers reused, backward factors computed before the loop). ``tests/test_speed_paths.py`` checks it
-against this file, against numerical gradients and against PyTorch.
+This is the LSTM that ``nn.model.Model`` trains with: edit it, and training changes. The fast engine
+(``lstm_from_scratch/fast/lstm.py``, chosen with ``--engine fast``) computes the same numbers with
+the loops rearranged for speed; the tests check the two against each other.
 """
 import numpy as np
 

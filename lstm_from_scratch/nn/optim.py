@@ -5,8 +5,6 @@ another. Every optimizer has the same interface:
 
 - ``opt.step(params, grads)`` updates every array in ``params`` in place. ``params`` and ``grads`` are
   flat dicts with the same keys, for example ``"0.lstm.Wx"``; each gradient has its parameter's shape.
-  (``step`` counts the step and calls ``opt.update(params, grads)``, which can also update just a
-  part of every array: see ``Optimizer.update``.)
 - ``opt.state_dict()`` returns a flat ``{str: np.ndarray}`` dict, ready for ``np.savez``: the step count
   as a 0-d array under ``"step"`` and one entry per parameter and buffer, for example ``"m/0.lstm.Wx"``.
   ``opt.load_state_dict(d)`` restores it, so a resumed run continues bit for bit.
@@ -19,11 +17,8 @@ float32 all the way through. They are created at the first step, named after the
 import numpy as np
 
 
-SLICE = 65536  # numbers per slice when an optimizer updates a big array (see Optimizer.step)
-
-
 class Optimizer:
-    """The shared interface. Subclasses set ``name`` and ``buffer_names`` and write ``_update``."""
+    """The shared interface. Subclasses set ``name`` and ``buffer_names`` and write ``update_one``."""
 
     name = ""
     buffer_names = ()
@@ -33,47 +28,17 @@ class Optimizer:
         self.step_count = 0
         # One dict per buffer kind, each {param_name: array}.
         self.buffers = {kind: {} for kind in self.buffer_names}
-        self._scratch_arrays = {}  # (shape, dtype) -> work array; see _scratch
 
     def step(self, params, grads):
         """Update each ``params[name]`` in place from ``grads[name]`` (same shape, any shape)."""
         self.step_count += 1
-        self.update(params, grads)
-
-    def update(self, params, grads, part=None):
-        """The update of step ``step_count`` (``step`` counts a step, then calls this), in place.
-
-        part: None, every number; or a function ``part(size)`` returning the slice of each array's
-        numbers (in flat order) to update, leaving the others alone. Each number's update reads that
-        number alone (its gradient and buffers), so updating the parts one by one, in any order,
-        gives exactly the numbers of one whole update. ``nn/data_parallel.py`` gives one half of
-        every array to each of its two processes. Parameters and buffers updated in parts must be
-        C-contiguous, so that a part of one is a view of it, not a copy.
-        """
         # A NumPy float64 scalar would turn float32 arithmetic into float64; a Python float does not.
         self.lr = float(self.lr)
         for name, param in params.items():
             grad = grads[name]
             if grad.shape != param.shape:
                 raise ValueError(f"gradient for {name!r} has shape {grad.shape}, parameter has {param.shape}")
-            state = {kind: self._buffer(kind, name, param) for kind in self.buffer_names}
-            arrays = [param, *state.values()]  # a gradient is only read: a copy of it would do
-            contiguous = all(a.flags.c_contiguous for a in arrays)
-            if part is None and (param.size <= SLICE or not contiguous):
-                self._update(param, grad, **state)
-                continue
-            if not contiguous:
-                raise ValueError(f"{name!r}: only C-contiguous arrays can be updated in parts")
-            # A big array is updated one slice at a time. An update makes about a dozen passes over
-            # its arrays; on a slice they run in the CPU's cache instead of main memory, which is
-            # about 1.7 times faster for a (1500, 512) array. The result is exactly the same.
-            chosen = slice(None) if part is None else part(param.size)
-            param_flat, grad_flat = param.reshape(-1)[chosen], grad.reshape(-1)[chosen]
-            state_flat = {kind: buffer.reshape(-1)[chosen] for kind, buffer in state.items()}
-            for start in range(0, param_flat.size, SLICE):
-                piece = slice(start, start + SLICE)
-                self._update(param_flat[piece], grad_flat[piece],
-                             **{kind: buffer[piece] for kind, buffer in state_flat.items()})
+            self.update_one(param, grad, **{kind: self._buffer(kind, name, param) for kind in self.buffer_names})
 
     def _buffer(self, kind, name, param):
         buffer = self.buffers[kind].get(name)
@@ -83,20 +48,9 @@ class Optimizer:
             raise ValueError(f"optimizer state {kind}/{name} has shape {buffer.shape}, parameter has {param.shape}")
         return buffer
 
-    def _update(self, param, grad, **buffers):
+    def update_one(self, param, grad, **buffers):
+        """Update one parameter array in place, and its buffers (the subclass's rule)."""
         raise NotImplementedError
-
-    def _scratch(self, param):
-        """A work array shaped like ``param``, reused from step to step (never part of the state).
-
-        The updates below run in place with ``out=`` into this array, so a step allocates no new
-        arrays: each NumPy operation on a large array costs a pass over memory, and a new array
-        costs another.
-        """
-        key = (param.shape, param.dtype)
-        if key not in self._scratch_arrays:
-            self._scratch_arrays[key] = np.empty_like(param)
-        return self._scratch_arrays[key]
 
     def hyperparameters(self):
         """The settings as a JSON-friendly dict, for checkpoint metadata and plots."""
@@ -150,7 +104,7 @@ class SGD(Optimizer):
         self.buffer_names = ("velocity",) if momentum > 0 else ()
         super().__init__(lr)
 
-    def _update(self, param, grad, velocity=None):
+    def update_one(self, param, grad, velocity=None):
         if velocity is None:
             param -= self.lr * grad
             return
@@ -191,27 +145,15 @@ class Adam(Optimizer):
         self.beta2 = float(beta2)
         self.eps = float(eps)
 
-    def _update(self, param, grad, m, v):
+    def update_one(self, param, grad, m, v):
         t = self.step_count
-        work = self._scratch(param)
         m *= self.beta1
-        np.multiply(grad, 1 - self.beta1, out=work)
-        m += work  # m = beta1 * m + (1 - beta1) * g
+        m += (1 - self.beta1) * grad
         v *= self.beta2
-        np.multiply(grad, grad, out=work)
-        work *= 1 - self.beta2
-        v += work  # v = beta2 * v + (1 - beta2) * g**2
-        # lr * m_hat / (sqrt(v_hat) + eps) with both corrections moved onto scalars (Kingma and Ba,
-        # end of section 2), which saves two passes over the arrays:
-        #   = step_size * m / (sqrt(v) + eps_hat),
-        #   step_size = lr * sqrt(1 - beta2**t) / (1 - beta1**t),   eps_hat = eps * sqrt(1 - beta2**t)
-        root = np.sqrt(1 - self.beta2**t)
-        step_size = self.lr * root / (1 - self.beta1**t)
-        np.sqrt(v, out=work)
-        work += self.eps * root
-        np.divide(m, work, out=work)
-        work *= step_size
-        param -= work
+        v += (1 - self.beta2) * grad**2
+        m_hat = m / (1 - self.beta1**t)
+        v_hat = v / (1 - self.beta2**t)
+        param -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
     def hyperparameters(self):
         return {**super().hyperparameters(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
@@ -241,17 +183,10 @@ class RMSprop(Optimizer):
         self.rho = float(rho)
         self.eps = float(eps)
 
-    def _update(self, param, grad, v):
-        work = self._scratch(param)
+    def update_one(self, param, grad, v):
         v *= self.rho
-        np.multiply(grad, grad, out=work)
-        work *= 1 - self.rho
-        v += work  # v = rho * v + (1 - rho) * g**2
-        np.sqrt(v, out=work)
-        work += self.eps
-        np.divide(grad, work, out=work)
-        work *= self.lr
-        param -= work  # p = p - lr * g / (sqrt(v) + eps)
+        v += (1 - self.rho) * grad**2
+        param -= self.lr * grad / (np.sqrt(v) + self.eps)
 
     def hyperparameters(self):
         return {**super().hyperparameters(), "rho": self.rho, "eps": self.eps}

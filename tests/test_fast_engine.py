@@ -1,4 +1,4 @@
-"""The fast paths (nn/fast_lstm.py, the fused loss and optimizer updates) give the readable paths' numbers.
+"""The fast engine's parts (fast/lstm.py, fast/model.py, fast/losses.py) give the plain engine's numbers.
 
 FastLSTM is checked the same way as the readable LSTM in test_lstm.py and test_torch_parity.py: float64,
 centered differences, every parameter and both initial states with random biases and random upstream
@@ -8,11 +8,11 @@ torch.nn.LSTM beside the readable LSTM (skipped when torch is absent).
 import numpy as np
 import pytest
 
-from lstm_from_scratch.nn.fast_lstm import FastLSTM, scatter_add_rows_fast
+from lstm_from_scratch.fast.lstm import FastLSTM, scatter_add_rows_fast
 from lstm_from_scratch.nn.gradcheck import check_layer_gradients
 from lstm_from_scratch.nn.layers import scatter_add_rows
 from lstm_from_scratch.nn.lstm import LSTM
-from lstm_from_scratch.nn.model import Model
+from lstm_from_scratch.fast.model import FastModel
 
 D, H, T, B = 5, 4, 6, 3
 
@@ -104,21 +104,21 @@ def test_fast_scatter_add_matches_add_at(vocab, positions, rng):
     np.testing.assert_allclose(scatter_add_rows_fast(ids, dout, vocab + 2), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_model_uses_fast_lstm_with_the_same_names():
-    model = Model({"vocab_size": 7, "layers": [{"type": "lstm", "hidden_size": 4}]})
+def test_fast_model_uses_fast_lstm_with_the_same_names():
+    model = FastModel({"vocab_size": 7, "layers": [{"type": "lstm", "hidden_size": 4}]})
     assert isinstance(model.layers[0], FastLSTM) and isinstance(model.layers[0], LSTM)
     assert list(model.params) == ["0.lstm.Wx", "0.lstm.Wh", "0.lstm.b", "1.dense.W", "1.dense.b"]
 
 
 def test_lean_step_refuses_bad_ids():
-    model = Model({"vocab_size": 9, "layers": [{"type": "lstm", "hidden_size": 5}]})
+    model = FastModel({"vocab_size": 9, "layers": [{"type": "lstm", "hidden_size": 5}]})
     for bad in ([9], [-1], [0, 9]):
         with pytest.raises(ValueError, match="token ids"):
             model.step(np.array(bad))
 
 
 def test_loss_in_place_gives_the_same_numbers(rng):
-    from lstm_from_scratch.nn.losses import softmax_cross_entropy
+    from lstm_from_scratch.fast.losses import softmax_cross_entropy
 
     logits = rng.standard_normal((4, 3, 11)) * 5
     targets = rng.integers(0, 11, (4, 3))
@@ -134,7 +134,8 @@ def test_loss_in_place_gives_the_same_numbers(rng):
 @pytest.mark.parametrize("scale", [0.1, 30.0, 1e4])  # below SAFE_LOGIT (no shift), around it, far above
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_loss_matches_log_softmax_with_and_without_the_shift(scale, overwrite, rng):
-    from lstm_from_scratch.nn.losses import log_softmax, softmax_cross_entropy
+    from lstm_from_scratch.fast.losses import softmax_cross_entropy
+    from lstm_from_scratch.nn.losses import log_softmax
 
     logits = rng.standard_normal((5, 4, 13)) * scale
     targets = rng.integers(0, 13, (5, 4))
@@ -148,7 +149,7 @@ def test_loss_matches_log_softmax_with_and_without_the_shift(scale, overwrite, r
 
 def test_loss_of_unsigned_integer_logits():
     # Was: uint8 logits above SAFE_LOGIT wrapped around in the shift and gave a wrong loss.
-    from lstm_from_scratch.nn.losses import softmax_cross_entropy
+    from lstm_from_scratch.fast.losses import softmax_cross_entropy
 
     logits, targets = np.array([[200, 0, 3], [7, 90, 1]], np.uint8), np.array([1, 1])
     loss, dlogits = softmax_cross_entropy(logits, targets, overwrite_logits=True)
@@ -162,7 +163,8 @@ def test_loss_of_unsigned_integer_logits():
 def test_loss_with_every_logit_far_below_zero(overwrite, rng):
     # No logit is above SAFE_LOGIT, but in float32 exp(-200) is 0: without the shift every row's sum
     # would be 0 and the loss infinite. The targets' logits show that the shift is needed.
-    from lstm_from_scratch.nn.losses import log_softmax, softmax_cross_entropy
+    from lstm_from_scratch.fast.losses import softmax_cross_entropy
+    from lstm_from_scratch.nn.losses import log_softmax
 
     logits = (rng.standard_normal((5, 4, 13)) - 200).astype(np.float32)
     targets = rng.integers(0, 13, (5, 4))
@@ -175,7 +177,7 @@ def test_loss_with_every_logit_far_below_zero(overwrite, rng):
 
 
 def test_row_blocks(monkeypatch):
-    from lstm_from_scratch.nn import fast_lstm
+    from lstm_from_scratch.fast import lstm as fast_lstm
 
     monkeypatch.setattr(fast_lstm, "SPLIT_SMALL_PRODUCTS", True)
     assert fast_lstm.row_blocks(24, 128, 512) == [slice(0, 12), slice(12, 24)]  # 12 * 128 * 512 < 10^6
@@ -187,7 +189,7 @@ def test_row_blocks(monkeypatch):
 
 @pytest.mark.parametrize("split", [False, True])
 def test_fast_lstm_same_numbers_with_or_without_row_blocks(split, rng, monkeypatch):
-    from lstm_from_scratch.nn import fast_lstm
+    from lstm_from_scratch.fast import lstm as fast_lstm
 
     monkeypatch.setattr(fast_lstm, "SMALL_PRODUCT", 2 * 4 * H * H)  # 2-row blocks at this tiny size
     monkeypatch.setattr(fast_lstm, "SPLIT_SMALL_PRODUCTS", split)
@@ -204,7 +206,7 @@ def test_background_thread_works_in_a_forked_process():
     import multiprocessing
     import os
 
-    from lstm_from_scratch.nn.fast_background import background
+    from lstm_from_scratch.fast.background import background
 
     assert background().submit(os.getpid).result() == os.getpid()  # started here, in the parent
     if "fork" not in multiprocessing.get_all_start_methods():
@@ -216,7 +218,7 @@ def test_background_thread_works_in_a_forked_process():
 
 
 def _child_uses_background():
-    from lstm_from_scratch.nn.fast_background import background
+    from lstm_from_scratch.fast.background import background
 
     return background().submit(sum, [1, 2, 3]).result(timeout=10)
 
@@ -225,7 +227,7 @@ def _child_uses_background():
 def test_backward_factors_from_the_worker_thread(id_input, rng, monkeypatch):
     # Force the worker path (real sizes use it; these tiny ones would not), then check against the
     # readable LSTM, also after a second forward that replaced the first before backward.
-    from lstm_from_scratch.nn import fast_lstm
+    from lstm_from_scratch.fast import lstm as fast_lstm
 
     monkeypatch.setattr(fast_lstm, "BACKGROUND_SIZE", 0)
     slow, fast = random_pair(rng)
@@ -252,7 +254,7 @@ def test_a_new_forward_waits_for_the_factors_of_the_last(rng, monkeypatch):
     import threading
     import time
 
-    from lstm_from_scratch.nn import fast_lstm
+    from lstm_from_scratch.fast import lstm as fast_lstm
 
     real = fast_lstm._backward_factors
     started = threading.Event()
@@ -387,7 +389,7 @@ def test_id_input_scaled_in_the_table_or_in_the_rows(vocab, rng):
 def test_backward_factors_in_chunks_of_steps(steps_per_chunk, rng, monkeypatch):
     # The factors are computed a few steps at a time; any chunk size gives the very same numbers,
     # and then the readable LSTM's gradients.
-    from lstm_from_scratch.nn import fast_lstm
+    from lstm_from_scratch.fast import lstm as fast_lstm
 
     slow, fast = random_pair(rng)
     x, state = rng.integers(0, D, (T, B)), random_state(rng)
@@ -411,7 +413,7 @@ def test_backward_factors_in_chunks_of_steps(steps_per_chunk, rng, monkeypatch):
 
 
 def test_training_step_is_the_same_with_or_without_the_worker_thread(monkeypatch):
-    from lstm_from_scratch.nn import fast_background, fast_lstm, losses
+    from lstm_from_scratch.fast import background as fast_background, lstm as fast_lstm, losses
 
     monkeypatch.setattr(fast_lstm, "BACKGROUND_SIZE", 0)  # every job, even at this tiny size
     monkeypatch.setattr(losses, "PARALLEL_SIZE", 0)
@@ -422,7 +424,7 @@ def test_training_step_is_the_same_with_or_without_the_worker_thread(monkeypatch
     results = []
     for enabled in (True, False):
         monkeypatch.setattr(fast_background, "ENABLED", enabled)
-        loss, grads = Model(config, dtype=np.float64, seed=1).loss(ids, targets)
+        loss, grads = FastModel(config, dtype=np.float64, seed=1).loss(ids, targets)
         results.append((loss, {name: grad.copy() for name, grad in grads.items()}))
     assert results[0][0] == results[1][0]
     for name, grad in results[0][1].items():
@@ -461,9 +463,9 @@ def test_fast_lstm_backward_waits_for_the_rows_still_being_written(step, rng):
 
 @pytest.mark.parametrize("steps", [1, 2, 7])
 def test_model_backward_splits_the_dense_input_gradient_without_changing_it(steps, monkeypatch):
-    """Model.backward computes the Dense-above-FastLSTM input gradient in two halves on two threads
+    """FastModel.backward computes the Dense-above-FastLSTM input gradient in two halves on two threads
     (``_input_grad_halves``); the gradients equal those of the whole product in one call."""
-    from lstm_from_scratch.nn import fast_lstm, model as model_module
+    from lstm_from_scratch.fast import lstm as fast_lstm, model as model_module
 
     monkeypatch.setattr(fast_lstm, "BACKGROUND_SIZE", 0)
     config = {"vocab_size": 9, "layers": [{"type": "lstm", "hidden_size": 5},
@@ -473,18 +475,18 @@ def test_model_backward_splits_the_dense_input_gradient_without_changing_it(step
     calls = []
     real = model_module._input_grad_halves
     monkeypatch.setattr(model_module, "_input_grad_halves", lambda *a: calls.append(1) or real(*a))
-    split = Model(config, dtype=np.float64, seed=3)
+    split = FastModel(config, dtype=np.float64, seed=3)
     loss_split, grads = split.loss(ids, targets)
     grads_split = {name: grad.copy() for name, grad in grads.items()}
     assert len(calls) == (0 if steps == 1 else 1)  # the output Dense sits on the Dense(3), not on an LSTM
 
     def whole(dense, dz):  # the unsplit product, already done
-        dx = dense.backward_input(dz)
+        dx = model_module._dense_input_grad(dense, dz)
         done = model_module.background().submit(lambda: None)
         return dx, (dz.shape[0], done)
 
     monkeypatch.setattr(model_module, "_input_grad_halves", whole)
-    loss_whole, grads_whole = Model(config, dtype=np.float64, seed=3).loss(ids, targets)
+    loss_whole, grads_whole = FastModel(config, dtype=np.float64, seed=3).loss(ids, targets)
     assert loss_split == loss_whole
     for name, grad in grads_whole.items():
         np.testing.assert_allclose(grads_split[name], grad, rtol=1e-12, atol=1e-14, err_msg=name)
@@ -508,7 +510,7 @@ def test_fast_lstm_forward_calls_on_step_once_the_rows_are_final(step, rng):
 def test_model_forward_splits_the_dense_above_an_lstm_without_changing_it(activation, steps, monkeypatch):
     """With FORWARD_SPLIT_SIZE at 0, every Dense above a FastLSTM runs its forward in two halves on two
     threads (``_DenseHalves``); logits, loss and gradients equal the unsplit ones."""
-    from lstm_from_scratch.nn import model as model_module
+    from lstm_from_scratch.fast import model as model_module
 
     config = {"vocab_size": 9, "layers": [{"type": "lstm", "hidden_size": 5},
                                           {"type": "dense", "units": 3, "activation": activation},
@@ -520,7 +522,7 @@ def test_model_forward_splits_the_dense_above_an_lstm_without_changing_it(activa
     results = []
     for size in (0, 10**9):
         monkeypatch.setattr(model_module, "FORWARD_SPLIT_SIZE", size)
-        model = Model(config, dtype=np.float64, seed=5)
+        model = FastModel(config, dtype=np.float64, seed=5)
         logits = model.forward(ids, training=True).copy()
         dense_out = model.layers[1].out.copy()
         loss, grads = model.loss(ids, targets)
@@ -536,11 +538,11 @@ def test_model_forward_splits_the_dense_above_an_lstm_without_changing_it(activa
 
 
 def test_model_backward_embedding_gradient_equals_the_readable_scatter(rng):
-    """Model.backward fills the Embedding's gradient with scatter_add_rows_fast; the same sums as
+    """FastModel.backward fills the Embedding's gradient with scatter_add_rows_fast; the same sums as
     Embedding.backward (np.add.at), with ids that repeat more than its 16 rounds."""
     config = {"vocab_size": 5, "input": "embedding", "embedding_dim": 3,
               "layers": [{"type": "lstm", "hidden_size": 4}]}
-    model = Model(config, dtype=np.float64, seed=6)
+    model = FastModel(config, dtype=np.float64, seed=6)
     ids = rng.integers(0, 5, (40, 3))  # 120 positions, 5 ids: every id repeats about 24 times
     dlogits = rng.standard_normal(model.forward(ids, training=True).shape)
     model.backward(dlogits)

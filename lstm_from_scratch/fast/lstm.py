@@ -2,67 +2,56 @@
 
 ``FastLSTM`` is a subclass of ``LSTM`` with the same constructor, ``params``, ``grads``, ``gates``,
 ``hs``, ``cs``, ``final_state`` and ``dinitial_state``, and gives the same numbers (to rounding).
-``Model`` builds its LSTM layers from this class; the tests check it against numerical gradients and
-against ``torch.nn.LSTM`` exactly as they check the readable one (``tests/test_speed_paths.py``).
+The fast engine's ``FastModel`` builds its LSTM layers from this class; the tests check it against
+numerical gradients, against the plain ``LSTM`` and against ``torch.nn.LSTM``.
 
 Shapes: T time steps, B sequences in a batch, D input features, H hidden units.
 
-What is different, and why it is faster (a Python loop over T steps pays a few microseconds for every
-NumPy call inside it, so the aim is few calls per step, each on a whole (B, 4H) slab, and no new
-arrays inside the loop):
+What is different, and why it is faster. A Python loop over T steps pays a few microseconds for every
+NumPy call inside it, so the aim is few calls per step, each on a whole block, and no new arrays
+inside the loop. The numbers follow the list in ``fast/__init__.py``; what each idea buys is
+measured in ``benchmarks/README.md`` ("What each idea buys"):
 
 1. **One tanh for all four gates.** ``sigmoid(a) = 0.5 + 0.5 * tanh(a / 2)``. The i, f, o columns of
    ``Wx``, ``Wh`` and ``b`` are halved once per call (``scale`` from ``_gate_constants``), so a single
    ``tanh`` over the (B, 4H) slab gives tanh(a/2) for i, f, o and tanh(a) for g; one multiply and one
-   add (``mul``, ``add``, kept as full arrays: a same-shape multiply is twice as fast as a broadcast
-   one) then turn the i, f, o blocks into sigmoids and leave g alone.
+   add (``mul``, ``add``, kept as full arrays: a same-shape multiply is faster than a broadcast one)
+   then turn the i, f, o blocks into sigmoids and leave g alone.
 2. **The gate values gate by gate.** In a (B, 4H) slab one gate's numbers come in B runs of H, and
-   NumPy works through such a (B, H) slice run by run: a multiply of two such slices took 1.1 us
-   against 0.4 for two whole (B, H) arrays (B = 12, H = 128). So that single tanh writes step t's
-   gates into ``by_step[t]``, a (4, B, H) block where each gate is one run of memory, and every
-   later call on a gate (the rest of the step, backward's factors in point 5, backward's loop)
-   reads it whole. ``gates`` (T, B, 4H), the layout of ``LSTM``, is made from it when asked for.
-3. **The input projection for all steps at once**, before the loop: a row gather ``(Wx + b)[ids]``
-   for ids (scaled and with b added in the table or in the rows gathered, whichever is smaller),
-   one (T*B, D) @ (D, 4H) product for floats. Step t adds its recurrent product to its slice.
-4. **``out=`` everywhere inside the loops**, into the (T, ...) arrays that backward needs anyway, or
-   into private work arrays made once per (T, B, dtype) and reused (``_scratch``): fresh
-   multi-megabyte arrays cost page faults at every call.
-5. **Backward moves every factor that does not depend on the recurrence out of the loop**, computed
+   NumPy works through such a (B, H) slice run by run. So that single tanh writes step t's gates into
+   ``by_step[t]``, a (4, B, H) block where each gate is one run of memory, and every later call on a
+   gate (the rest of the step, backward's factors in point 4, backward's loop) reads it whole.
+   ``gates`` (T, B, 4H), the layout of ``LSTM``, is made from it when asked for.
+3. **No new arrays in the loops.** ``out=`` everywhere, into the (T, ...) arrays that backward needs
+   anyway, or into private work arrays made once per (T, B, dtype) and reused (``_scratch``): fresh
+   multi-megabyte arrays cost page faults at every call. Every view a step uses (``by_step[t]``,
+   ``K[:, t]``, a reshape) is made once too (``_step_views``), since each index makes a new array
+   object. The input projection of all steps is one row gather, ``(Wx + b)[ids]``, before the loop,
+   with the scale and b added in the table or in the rows gathered, whichever is smaller.
+4. **Backward moves every factor that does not depend on the recurrence out of the loop**, computed
    for all T at once: with s' the gate derivatives (i(1-i), f(1-f), 1-g^2, o(1-o))::
 
        dc_t    = dc_{t+1} * f_{t+1}  +  dh_t * M_t         M = o * (1 - tanh(c)^2)
        da_i,f,g = dc_t * K_t                               K = [g s'_i, c_{t-1} s'_f, i s'_g]
        da_o    = dh_t * L_t                                L = tanh(c) * s'_o
 
-   which leaves six elementwise calls and one product per step. K, L and M are computed a few
-   steps at a time (``FACTORS_CHUNK``), so that their passes run in the CPU's cache, and gate by
-   gate (point 2).
-   While ``Model`` trains, backward may start before all of dh is there: the worker thread still
-   writes its earlier half (``wait_for``, and ``_input_grad_halves`` in ``nn/model.py``).
-6. **The scatter-add for id input without ``np.add.at``** (``scatter_add_rows_fast``).
-7. **The step products in row blocks** small enough for OpenBLAS's single-thread small-matrix kernel,
-   where it has one (``row_blocks``).
-8. **``step``**, one time step for generation at batch 1, with nothing kept for backward.
-9. **The worker thread** (``nn/fast_background.py``): while training, forward hands it backward's
-   factors (point 5) as soon as the loop ends, and backward hands it the product for dWh while this
-   thread does the scatter-add. ``Model`` also lets the layer above start on the steps already done
-   (forward's ``on_step``, backward's ``wait_for``).
-10. **Every view a step uses, made once.** Each index (``by_step[t]``, ``K[:, t]``, a reshape)
-   makes a new array object, and a forward step used about fifteen, a backward step ten. The views
-   of the work arrays are made once per (T, B, dtype) with them (``_step_views``), those of the new
-   arrays hs and cs by one ``list()`` per call. A training step of our V = 400 model (T = 100,
-   B = 12, one process) took 10.7 instead of 11.1 ms. That is more than the views' own cost explains
-   (0.05-0.1 us each, timed alone); we have not pinned down where the rest comes from. (A copy of
-   the layer does not keep them: see ``__getstate__``.)
-"""
-import os
+   which leaves six elementwise calls and one product per step. K, L and M are computed a few steps
+   at a time (``FACTORS_CHUNK``), so that their passes run in the CPU's cache, and gate by gate.
+5. **The scatter-add for id input without ``np.add.at``** (``scatter_add_rows_fast``).
+7. **The worker thread** (``fast/background.py``): while training, forward hands it backward's
+   factors (point 4) as soon as the loop ends, and backward hands it the product for dWh while this
+   thread does the scatter-add. ``FastModel`` also lets the layer above start on the steps already
+   done (forward's ``on_step``, backward's ``wait_for``).
+9. **``step``**, one time step for generation at batch 1, with nothing kept for backward.
 
+(Ideas 6 and 8, the fused loss and the two processes, live in ``losses.py`` and ``data_parallel.py``.)
+A copy of the layer does not keep the work arrays or their views: see ``__getstate__``.
+"""
 import numpy as np
 
-from .fast_background import background
-from .layers import check_ids
-from .lstm import LSTM
+from ..nn.layers import check_ids
+from ..nn.lstm import LSTM
+from .background import background
 
 
 def scatter_add_rows_fast(ids, dout, num_rows):
@@ -107,20 +96,7 @@ def scatter_add_rows_fast(ids, dout, num_rows):
 SMALL_PRODUCT = 10**6
 
 
-def _blas_has_small_kernel():
-    """True when NumPy's BLAS is OpenBLAS and will run its AVX-512 kernels (the CPU has them and
-    ``OPENBLAS_CORETYPE`` does not force an older core)."""
-    try:
-        from numpy._core._multiarray_umath import __cpu_features__ as cpu
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
-    except (ImportError, KeyError, TypeError):  # another NumPy layout: do not guess
-        return False
-    core = os.environ.get("OPENBLAS_CORETYPE", "").strip().lower()
-    forced_other = core not in ("", "skylakex", "cooperlake", "sapphirerapids")
-    return "openblas" in str(blas).lower() and bool(cpu.get("AVX512_SKX")) and not forced_other
-
-
-SPLIT_SMALL_PRODUCTS = _blas_has_small_kernel()
+SPLIT_SMALL_PRODUCTS = True  # (under measurement)
 
 
 def row_blocks(rows, inner, cols, max_blocks=4):
@@ -140,13 +116,12 @@ BACKGROUND_SIZE = 2**16  # gates arrays at least this big get their backward fac
 
 # _backward_factors works through the steps in chunks of about this many gate values (512 KB in
 # float32), so that each of its dozen passes reads arrays still in the CPU's cache from the pass
-# before, not main memory. On our machine (T = 100, H = 128) that took 0.85 ms instead of 1.09 at
-# B = 12, and 1.79 ms instead of 2.34 at B = 24 (before the gates were kept gate by gate, point 2).
+# before, not main memory.
 FACTORS_CHUNK = 2**17
 
 
 def _backward_factors(by_step, cs_all, tanh_cs, scratch):
-    """The factors K (3, T, B, H), L (T, B, H) and M (T, B, H) of point 5 in the module docstring,
+    """The factors K (3, T, B, H), L (T, B, H) and M (T, B, H) of point 4 in the module docstring,
     written into ``scratch["K"]``, ``scratch["L"]`` and ``scratch["M"]`` and returned, from the
     forward's gate values by_step (T, 4, B, H), cells cs_all (T+1, B, H) and tanh(c) (T, B, H).
 
@@ -188,7 +163,7 @@ def _factors_of_steps(by_gate, cs_prev, tanh_cs, K, L, M):
 
 def _step_views(scratch):
     """The views of the work arrays ``scratch`` (see ``FastLSTM._scratch``) that step t of the
-    loops reads and writes, made once per (T, B, dtype) with them (point 10 in the module docstring).
+    loops reads and writes, made once per (T, B, dtype) with them (point 3 in the module docstring).
 
     Returns a dict: "forward_steps", a list of T tuples (pre_t (B, 4H), gates_t (4, B, H), i_t, f_t,
     g_t, o_t, tanh_c_t, each (B, H)); "backward_steps", a list of T tuples (M_t, (B, H); K_t, (3, B, H);
@@ -319,7 +294,7 @@ class FastLSTM(LSTM):
 
         on_step: None, or (step, callback): ``callback(hs, step)`` is called as soon as hs[:step] is
         final (hs the (T, B, H) array forward will return), so that the layer above can start on
-        those steps, on another thread, while this loop goes on (see ``Model.forward``).
+        those steps, on another thread, while this loop goes on (see ``FastModel.forward``).
         """
         if getattr(self, "_factors_job", None) is not None:
             # The last training forward's factors may still be under way on the worker thread, in
@@ -348,14 +323,13 @@ class FastLSTM(LSTM):
         by_step = scratch["by_step"]  # (T, 4, B, H): the gate values, gate by gate (point 2)
         # Before the loop the same memory holds the scaled input projection, step t as a (B, 4H)
         # slab; step t reads its slab, then writes its gate values over it. One array, not two:
-        # a second 2.4 MB array (T = 100, B = 12, H = 128) pushed more of everything else out of
-        # the CPU's cache than the loop saved.
+        # a second array of this size pushes more of everything else out of the CPU's cache than
+        # the loop saves.
         pre = by_step.reshape(T, B, 4 * H)
         if ids_input:
             # onehot(x) @ Wx + b = (Wx + b)[x], since a one-hot row sums to 1. Scale and add b where
             # there are fewer rows: in the (D, 4H) table before picking rows from it, or in the
-            # (T, B, 4H) rows picked (V = 1500 against the 1200 rows of half a batch: 0.38 ms
-            # instead of 0.61). The same operations on each number, so the same numbers.
+            # (T, B, 4H) rows picked. The same operations on each number, so the same numbers.
             # (mode="clip": the ids are checked above, and "raise" would copy the result once more.)
             if len(Wx) <= T * B:
                 table = Wx * scale
@@ -429,7 +403,7 @@ class FastLSTM(LSTM):
         (T, B, D) or None for ids; fills ``grads`` and keeps ``dinitial_state``.
 
         wait_for: None, or (step, job) when another thread is still writing dhs[:step] (see
-        ``Model.backward``): the loop calls ``job.result()`` before it reads dhs[step - 1].
+        ``FastModel.backward``): the loop calls ``job.result()`` before it reads dhs[step - 1].
         """
         Wx, Wh = self.params["Wx"], self.params["Wh"]
         T, B, H = self.hs.shape
@@ -459,7 +433,7 @@ class FastLSTM(LSTM):
         blocks = None if len(blocks) == 1 else [(rows, dh_next[rows]) for rows in blocks]
         wait_step, wait_job = (-1, None) if wait_for is None else (wait_for[0] - 1, wait_for[1])
         dhs_by_step = list(dhs)  # (B, H) views, made in one C loop
-        steps = scratch["backward_steps"]  # the factors' and da's views, made once (point 10)
+        steps = scratch["backward_steps"]  # the factors' and da's views, made once (point 3)
         for t in reversed(range(T)):
             M, K_t, L, f, da_ifg, da_o, da_t = steps[t]
             if t == wait_step:
@@ -479,7 +453,7 @@ class FastLSTM(LSTM):
 
         da_flat = da.reshape(T * B, 4 * H)
         h_prevs = self.hs_all[:-1].reshape(T * B, H)
-        # dWh, one big product, on the worker thread while this one does the rest (fast_background.py).
+        # dWh, one big product, on the worker thread while this one does the rest (background.py).
         dWh = background().submit(np.matmul, h_prevs.T, da_flat)
         self.grads["b"] = da_flat.sum(axis=0)
         if self.ids_input:
