@@ -176,7 +176,8 @@ def plot_piano_roll(notes, path, title: str | None = None, pedal=None) -> Path:
 
     ``pedal``: optional ``(start, end)`` spans in seconds when the sustain pedal is down (from
     ``events.midi_to_pedal`` or ``events.chunks_to_pedal``), drawn as a band in a row of its own
-    under the notes. The bars show when keys are down; the band shows why some notes ring longer.
+    under the notes (no spans, no row). The bars show when keys are down; the band shows why some
+    notes ring longer.
     """
     rows = np.array([_note_fields(note) for note in notes], dtype=float).reshape(-1, 4)
     spans = np.array([(float(start), float(end)) for start, end in (pedal or [])], dtype=float).reshape(-1, 2)
@@ -200,13 +201,12 @@ def plot_piano_roll(notes, path, title: str | None = None, pedal=None) -> Path:
     right = max(end.max(), start.min() + 1e-3)
     c_pitches = [p for p in range(low, high + 1) if p % 12 == 0] or [int(round(pitch.mean()))]
     labels = [note_name(p) for p in c_pitches]
-    if pedal is not None:
+    if len(spans):
         # The band's row sits two rows under the lowest note, with a gap so it never reads as a note.
         band = low - 2
         bottom = band - 0.5
-        if len(spans):
-            axes.broken_barh([(s, e - s) for s, e in spans], (band - 0.35, 0.7), color="0.55")
-            right = max(right, spans[:, 1].max())
+        axes.broken_barh([(s, e - s) for s, e in spans], (band - 0.35, 0.7), color="0.55")
+        right = max(right, spans[:, 1].max())
         c_pitches, labels = [band] + c_pitches, ["pedal"] + labels
     axes.set_xlim(min(0.0, start.min()), right)
     axes.set_ylim(bottom, high + 0.5)

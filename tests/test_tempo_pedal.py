@@ -264,4 +264,5 @@ def test_piano_roll_draws_the_pedal_band(performed, tmp_path):
     plain = plots.plot_piano_roll(midi_to_notes(performed), tmp_path / "plain.png")
     banded = plots.plot_piano_roll(midi_to_notes(performed), tmp_path / "pedal.png", pedal=midi_to_pedal(performed))
     assert banded.stat().st_size > 1000 and banded.read_bytes() != plain.read_bytes()
-    plots.plot_piano_roll(midi_to_notes(performed), tmp_path / "none.png", pedal=[])  # the row, no band
+    unpedalled = plots.plot_piano_roll(midi_to_notes(performed), tmp_path / "none.png", pedal=[])
+    assert unpedalled.read_bytes() == plain.read_bytes()  # no pedal, no pedal row
