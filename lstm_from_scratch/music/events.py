@@ -689,11 +689,6 @@ def _events_to_chunks(notes, tempos=(), controls=(), max_delta=None):
     return chunks
 
 
-def _notes_to_chunks(notes, max_delta=None):
-    """Notes ``(start, end, pitch, velocity, off_velocity)`` -> chunk strings (see ``_events_to_chunks``)."""
-    return _events_to_chunks(notes, max_delta=max_delta)
-
-
 # --- MIDI -> chunks and notes ----------------------------------------------------------------------
 
 
@@ -731,11 +726,6 @@ def mido_to_chunks(midi, settings=EventSettings(), path="<midi>"):
     controls = _normalize_pedal(controls, ticks_per_beat, settings)
     chunks = _events_to_chunks(notes, tempos, controls, settings.max_delta_steps)
     return ChunkSequence(Path(path).name, chunks, settings.grid)
-
-
-def _tempo_map(midi):
-    """Tempo changes from every track: a sorted list of ``(tick, microseconds per beat)``."""
-    return _midi_events(midi, keep_drums=True)[1]
 
 
 def _ticks_to_seconds(ticks, ticks_per_beat, tempo_changes, tempo=DEFAULT_TEMPO):
