@@ -377,7 +377,11 @@ def event_settings(args):
     try:
         return EventSettings(**values)
     except ValueError as error:
-        raise UsageError(str(error).replace("EventSettings: ", "")) from None
+        message = str(error).replace("EventSettings: ", "")  # "tempo_bins must be ..."
+        name = message.split(" ", 1)[0]
+        if name in values:  # name the flag the user typed
+            message = "--" + name.replace("_", "-") + message[len(name):]
+        raise UsageError(message) from None
 
 
 def engine_choice(args, default="fast"):

@@ -266,3 +266,31 @@ def test_piano_roll_draws_the_pedal_band(performed, tmp_path):
     assert banded.stat().st_size > 1000 and banded.read_bytes() != plain.read_bytes()
     unpedalled = plots.plot_piano_roll(midi_to_notes(performed), tmp_path / "none.png", pedal=[])
     assert unpedalled.read_bytes() == plain.read_bytes()  # no pedal, no pedal row
+
+
+# --- the command line -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, words", [
+    (["--tempo-bins", "0"], "--tempo-bins must be an integer in 1..100"),
+    (["--grid", "0"], "--grid must be an integer"),
+    (["--raw", "--tempo-bins", "4"], "--raw keeps the files' own timing"),
+    (["--pedal", "hold"], "argument --pedal: invalid choice"),
+])
+def test_event_options_name_the_bad_flag(tmp_path, capsys, argv, words):
+    from lstm_from_scratch import cli
+
+    source = corpus.builtin_midi_dir() / "ode_to_joy.mid"
+    assert cli.main(["encode", str(source), "-o", str(tmp_path / "x.txt"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_encode_options_choose_tempo_and_pedal(tmp_path, performed):
+    from lstm_from_scratch import cli
+
+    out = tmp_path / "x.txt"
+    assert cli.main(["encode", str(performed), "-o", str(out), "--tempo-map", "keep", "--tempo-bins", "4",
+                     "--pedal", "fold"]) == 0
+    (piece,), settings = read_chunk_text_file(out)
+    assert (settings.tempo_map, settings.tempo_bins, settings.pedal) == ("keep", 4, "fold")
+    assert piece.chunks == midi_to_chunks(performed, settings).chunks
