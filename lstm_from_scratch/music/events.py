@@ -87,7 +87,9 @@ vocabulary size V and the share of chunks seen once, from ``benchmarks/measure_v
   Keeping costs 8% more chunks per piece than dropping. What it sounds like decides it too: with
   the pedal kept, notes keep the lengths the fingers played, so the note rules that end a note held
   too long (``generate.NoteRules``) leave alone the notes that ring under the pedal, and the synth
-  rings them as a piano does; folded, a piece is full of long notes that those rules would cut.
+  rings them as a piano does; folded, a piece is full of long notes that those rules would cut. Nets
+  trained 3 minutes on those performances each way bear it out: as heard, the folded net's pieces
+  hold two and a half times the data's share of notes over 4 beats, the kept net's one and a half.
 
 Older settings (checkpoints and text headers written before tempo and pedal chunks existed) lack
 ``tempo_map`` and ``pedal``; ``EventSettings.from_dict`` reads them as ``"drop"``, which is what such
