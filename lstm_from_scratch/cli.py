@@ -264,6 +264,15 @@ def build_parser():
     compare.add_argument("--out", required=True, metavar="DIR", type=path_argument)
     compare.set_defaults(run=run_compare)
 
+    evaluate = commands.add_parser("evaluate", help="score a trained model on music it did not train on")
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT", type=path_argument,
+                          help="a .npz checkpoint or a run folder")
+    evaluate.add_argument("data", metavar="DATA", type=path_argument,
+                          help="a folder of MIDI files, one MIDI file, a chunk text file, or 'builtin'")
+    evaluate.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    _add_engine_options(evaluate, training=False)
+    evaluate.set_defaults(run=run_evaluate)
+
     render = commands.add_parser("render", help="synthesize a MIDI file to WAV")
     render.add_argument("midi", metavar="IN.mid", type=path_argument)
     render.add_argument("-o", "--out", required=True, metavar="OUT.wav", type=path_argument)
@@ -452,18 +461,20 @@ def flag_message(error):
     return message
 
 
-def load_pieces(data, settings):
-    """Load DATA (or the built-in corpus); warnings and skipped files are reported one per line.
+def load_pieces(data, settings, quiet=False):
+    """Load DATA (or the built-in corpus); warnings and skipped files are reported one per line, and
+    (unless ``quiet``) what was loaded.
 
     Returns ``(sequences, settings)``: a chunk text file brings the settings it was made with.
     """
+    say_loaded = (lambda text: None) if quiet else say
     from .music import events
     if data == "builtin":
         from .music.corpus import builtin_sequences
         sequences = builtin_sequences(settings)
         # "builtin" always means the corpus inside the package; say so when a folder here has the name.
         here = " (not the folder builtin here: write ./builtin for that)" if Path(data).exists() else ""
-        say(f"loaded the built-in corpus: {count(len(sequences), 'piece')}{here}")
+        say_loaded(f"loaded the built-in corpus: {count(len(sequences), 'piece')}{here}")
         return sequences, settings
     if Path(data).suffix.lower() == ".txt" and Path(data).is_file():
         # Chunk text is used as written, so the settings are the ones it was made with (its
@@ -473,8 +484,8 @@ def load_pieces(data, settings):
         if not sequences:
             raise DataError(f"{data}: no chunks in this chunk text file")
         file_settings = file_settings or events.EventSettings(raw=True)
-        say(f"loaded {count(len(sequences), 'piece')} from {data} (event settings from the file: "
-            f"{json.dumps(file_settings.to_dict())})")
+        say_loaded(f"loaded {count(len(sequences), 'piece')} from {data} (event settings from the file: "
+                   f"{json.dumps(file_settings.to_dict())})")
         return sequences, file_settings
     skipped = []
 
@@ -482,8 +493,8 @@ def load_pieces(data, settings):
         skipped.append(error)
         warn(f"skipped {error}")
 
-    sequences = events.load_data(data, settings, on_skip=on_skip, progress=_show_progress())
-    say(f"loaded {count(len(sequences), 'file')}, skipped {len(skipped)}")
+    sequences = events.load_data(data, settings, on_skip=on_skip, progress=_show_progress() and not quiet)
+    say_loaded(f"loaded {count(len(sequences), 'file')}, skipped {len(skipped)}")
     return sequences, settings
 
 
@@ -516,9 +527,11 @@ def duration(seconds):
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def count(number, word):
-    """ "1 file", "3 files": a number with its noun, singular or plural."""
-    return f"{number:,} {word if number == 1 else word + 's'}"
+def count(number, word, plural=None):
+    """ "1 file", "3 files", "2 batches": a number with its noun, singular or plural."""
+    if number == 1:
+        return f"{number:,} {word}"
+    return f"{number:,} {plural or word + 's'}"
 
 
 _clock = time.monotonic  # the CLI's clock for its progress lines (a test may put a fake one here)
@@ -552,7 +565,7 @@ class _TrainingReport:
                 status.session_batches >= 20 or status.session_seconds >= 3):
             per_batch = status.session_seconds / status.session_batches
             self.write(f"speed: {per_batch:.3g} s a batch, about {duration(per_batch * status.batches)} "
-                       f"an epoch of {count(status.batches, 'batch')}")
+                       f"an epoch of {count(status.batches, 'batch', 'batches')}")
             self.speed_told = True
         if not self.bars and _clock() - self.last_line >= self.INTERVAL:
             of = "" if status.epochs is None else f"/{status.epochs}"
@@ -646,9 +659,12 @@ def _describe(dataset, config, run_dir):
         until.append(f"{config.minutes:g} minutes")
     patience = ("" if config.patience is None else
                 f", or once {count(config.patience, 'validation')} in a row have not improved")
+    first = " (whichever comes first)" if len(until) > 1 else ""
+    validating = (f"validating at each epoch's end and every {duration(config.validate_every)} of training"
+                  if len(dataset.val_x) else
+                  "no validation windows, so best.npz keeps the lowest training loss")
     say(f"plan: {config.optimizer} at lr {config.lr}, batches of {config.batch_size}, for "
-        f"{' or '.join(until)} (whichever comes first){patience}; validating at each epoch's end and "
-        f"every {duration(config.validate_every)} of training, saving last.npz at least every "
+        f"{' or '.join(until)}{first}{patience}; {validating}; saving last.npz at least every "
         f"{duration(config.save_every)}; writing to {run_dir}")
 
 
@@ -813,6 +829,44 @@ def run_compare(args):
     atomic_write_text(out / "compare.json", json.dumps(summary, indent=1))
     say(f"wrote {out / 'compare.png'}, {out / 'compare.json'} and one sample per optimizer "
         f"({', '.join(f'{name}.mid' for name in histories)})")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluate
+# ----------------------------------------------------------------------------------------------
+
+def run_evaluate(args):
+    from .evaluate import score
+    from .generate import load_trained
+    trained = load_trained(args.checkpoint, engine_choice(args)[0])
+    sequences, settings = load_pieces(args.data, trained.settings, quiet=args.json)
+    if settings != trained.settings:  # chunk text made with other settings: its chunks mean other things
+        raise DataError(f"{args.data} was encoded with other event settings ({json.dumps(settings.to_dict())}) "
+                        f"than {trained.path} ({json.dumps(trained.settings.to_dict())}); encode the MIDI "
+                        f"files again, or give them as MIDI")
+    try:
+        scores = score(trained, sequences)
+    except DataError as error:
+        raise DataError(f"{args.data}: {error}") from None
+    if args.json:
+        print(json.dumps({"checkpoint": str(trained.path), "data": str(args.data), **scores}, indent=1))
+        return 0
+    say(f"{trained.path} on {args.data}: {count(scores['pieces_scored'], 'piece')}, "
+        f"{count(scores['windows'], 'window')} of {scores['seq_len']} chunks, "
+        f"{count(scores['targets'], 'prediction')}")
+    say(f"  cross-entropy {scores['cross_entropy']:.3f} nats per chunk (perplexity "
+        f"{scores['perplexity']:.1f}), next-chunk accuracy {scores['accuracy']:.3f}")
+    say(f"  unigram baseline of its training data: {scores['baseline_cross_entropy']:.3f} nats, "
+        f"accuracy {scores['baseline_accuracy']:.3f}"
+        + ("  (the model beats it)" if scores["cross_entropy"] < scores["baseline_cross_entropy"]
+           else "  (the model does not beat it)"))
+    if scores["unknown_chunks"]:
+        share = scores["unknown_chunks"] / max(scores["chunks"], 1)
+        say(f"  {count(scores['unknown_chunks'], 'chunk')} of {scores['chunks']:,} ({share:.1%}; "
+            f"{scores['unknown_distinct']:,} distinct) are not in the model's vocabulary and were left out")
+    else:
+        say("  every chunk is in the model's vocabulary")
     return 0
 
 

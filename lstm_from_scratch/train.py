@@ -45,12 +45,12 @@ from .errors import LstmMusicError
 from .music.events import EventSettings, pitch_range, transpose_chunk
 from .engines import EngineError, check_engine, make_model
 from .music.vocab import UnknownTokenError, Vocabulary, VocabularyError
-from .nn.losses import log_softmax
 from .nn.model import validate_config
 from .nn.optim import clip_grad_norm, make_optimizer
 
 CHECKPOINT_KIND = "lstm_from_scratch.run"
-EVAL_BATCH_SIZE = 256  # validation has no backward pass, so bigger batches are cheap
+EVAL_BATCH_SIZE = 256  # validation has no backward pass, so bigger batches are cheap ...
+EVAL_LOGITS = 2**22  # ... up to this many logits a batch (16 MB in float32)
 # Validation uses at most this many windows of the validation pieces, evenly spaced through them: on a
 # large folder, measuring every window every minute would cost more than it tells.
 VALIDATION_WINDOWS = 4096
@@ -402,7 +402,8 @@ def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, 
                 record = run.validate(epoch, end_of_epoch=True)
                 if on_epoch is not None:
                     on_epoch(record)
-                stopped = run.over()
+                # at the time the save holds, so that a resumed run agrees on whether the time is up
+                stopped = run.over(record["elapsed"])
         if stopped in _InterruptFlag.SIGNALS:
             run.save(run_dir / "last.npz", run.epoch_rng_state)
             run.save_history(plot=bool(run.history))
@@ -439,6 +440,7 @@ class _RunState:
         self.session_batches = 0
         self.last_validation = self.last_save = 0.0  # seconds() at the last of each
         self.stale = 0  # validations since the best one (for config.patience)
+        self.validation_seconds = 0.0  # how long the last validation took
         # A fresh net scores about ln V (a uniform guess); ten times that means the run blew up.
         self.uniform = math.log(len(dataset.vocab))
         self.exploded = 10 * max(self.uniform, 1.0)
@@ -453,12 +455,14 @@ class _RunState:
     def seconds(self):
         return self.elapsed + _clock() - self.started
 
-    def over(self):
-        """Why the run should stop now, at a batch's end: "epochs", "minutes" or "patience"; or None."""
+    def over(self, now=None):
+        """Why the run should stop at a batch's end: "epochs", "minutes" or "patience"; or None.
+        ``now`` is the run's seconds at that point (by default, now)."""
         config = self.config
+        now = self.seconds() if now is None else now
         if config.epochs is not None and self.epoch >= config.epochs:
             return "epochs"
-        if config.minutes is not None and self.seconds() >= 60 * config.minutes:
+        if config.minutes is not None and now >= 60 * config.minutes:
             return "minutes"
         if config.patience is not None and self.stale >= config.patience:
             return "patience"
@@ -499,7 +503,8 @@ class _RunState:
                 if self.batch == self.batches_per_epoch:
                     break  # the epoch's end: validated and saved by the caller
                 now = self.seconds()
-                if config.minutes is not None and now >= 60 * config.minutes:
+                # Stop early enough for the last validation to end within the budget.
+                if config.minutes is not None and now + self.validation_seconds >= 60 * config.minutes:
                     self.validate(epoch, end_of_epoch=False, callback=on_epoch)
                     return "minutes"
                 if now - self.last_validation >= config.validate_every and len(self.val_x):
@@ -528,7 +533,9 @@ class _RunState:
     def validate(self, epoch, end_of_epoch, callback=None):
         """Measure the validation loss, append a history record, and save ``last.npz`` (and
         ``best.npz`` when validation improved). At an epoch's end the run moves on to the next epoch."""
+        began = self.seconds()
         val_loss, val_accuracy = evaluate(self.model, self.val_x, self.val_y)
+        self.validation_seconds = self.seconds() - began
         record = {
             "epoch": epoch,
             "batch": self.batch,
@@ -696,21 +703,30 @@ def _evenly_spaced(X, Y, limit):
     return X[rows], Y[rows]
 
 
-def evaluate(model, inputs, targets, batch_size=EVAL_BATCH_SIZE):
+def evaluate(model, inputs, targets, batch_size=None):
     """Mean cross-entropy and next-token accuracy of ``model`` on windows ``(N, T)``, dropout off.
 
     Returns ``(loss, accuracy)`` as floats, or ``(None, None)`` when there are no windows.
+    ``batch_size`` windows go through the model at a time; by default as many as keep the logits of a
+    batch to about ``EVAL_LOGITS`` numbers, since validation has no backward pass but a large
+    vocabulary makes big logit arrays.
     """
     if len(inputs) == 0:
         return None, None
+    if batch_size is None:
+        batch_size = max(1, min(EVAL_BATCH_SIZE, EVAL_LOGITS // (inputs.shape[1] * model.config["vocab_size"])))
     total_loss, correct, count = 0.0, 0, 0
     for ids, wanted in iterate_batches(inputs, targets, batch_size):
         logits = model.forward(ids, training=False)  # (T, B, V), or (B, V) for output "last"
         if model.config["output"] == "last":
             wanted = wanted[-1]
-        log_probs = log_softmax(logits.astype(np.float64))
-        picked = np.take_along_axis(log_probs, wanted[..., None], axis=-1)
-        total_loss -= float(picked.sum())
+        # -log p[target] = log(sum(exp(logits))) - logits[target], with the sum shifted by each row's
+        # largest logit so that exp cannot overflow (see nn/losses.py); one (T, B, V) temporary.
+        largest = logits.max(axis=-1, keepdims=True)
+        sums = np.exp(logits - largest).sum(axis=-1, dtype=np.float64)
+        log_z = largest[..., 0].astype(np.float64) + np.log(sums)
+        picked = np.take_along_axis(logits, wanted[..., None], axis=-1)[..., 0].astype(np.float64)
+        total_loss += float(np.sum(log_z - picked))
         correct += int((logits.argmax(axis=-1) == wanted).sum())
         count += wanted.size
     return total_loss / count, correct / count

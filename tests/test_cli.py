@@ -182,7 +182,9 @@ def test_no_command_prints_help(capsys):
     assert "train" in capsys.readouterr().out
 
 
-def test_ctrl_c_during_training_saves_and_exits_130(tmp_path, midi_folder):
+@pytest.mark.parametrize("signal_name, status", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_signal_during_training_saves_and_exits_with_the_command_that_continues(
+        tmp_path, midi_folder, signal_name, status):
     run = tmp_path / "run"
     command = [sys.executable, "-m", "lstm_from_scratch", "train", str(midi_folder), *TINY,
                "--epochs", "100000", "--out", str(run)]
@@ -196,16 +198,102 @@ def test_ctrl_c_during_training_saves_and_exits_130(tmp_path, midi_folder):
         # poll() is None while it runs; an exit status of 0 is falsy, so compare with None.
         assert (run / "last.npz").exists(), process.stderr.read() if process.poll() is not None else "timeout"
         time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(getattr(signal, signal_name))
         out, err = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130, err
+    assert process.returncode == status, err
     assert "Traceback" not in err
-    assert f"saved {run / 'last.npz'}" in err and "--resume" in err
+    assert f"interrupted by {signal_name}: saved {run / 'last.npz'}" in err
+    assert f"continue with: lstm-music train {midi_folder} --resume {run}" in err
     arrays, meta = load_checkpoint(run / "last.npz")
     assert meta["epoch"] >= 1 and any(name.startswith("param/") for name in arrays)
+    point = f"at epoch {meta['epoch'] + 1}, batch {meta['batch']}" if meta["batch"] else f"after epoch {meta['epoch']}"
+    assert point in err  # epochs counted from 1, as the progress bar counts them
+
+
+def test_train_says_its_plan_first_and_outside_a_terminal_a_line_every_30_seconds(
+        tmp_path, midi_folder, capsys, monkeypatch):
+    clock = iter(range(0, 10**6, 7))  # 7 s a reading
+    monkeypatch.setattr(cli, "_clock", lambda: next(clock))
+    assert cli.main(["train", str(midi_folder), *TINY, "--epochs", "2", "--transpose", "2",
+                     "--out", str(tmp_path / "run")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("engine: fast")
+    data = next(line for line in lines if line.startswith("data: "))
+    assert "4 pieces to train on and 1 held out" in data and "random key (up to 2 semitones" in data
+    plan = next(line for line in lines if line.startswith("plan: "))
+    assert "for 2 epochs" in plan and "validating" in plan and "last.npz" in plan
+    assert lines.index(plan) < lines.index(next(line for line in lines if line.startswith("epoch 1/2  ")))
+    assert any(line.startswith("speed: ") and "an epoch of" in line for line in lines)
+    progress = [line for line in lines if line.startswith("epoch ") and "so far" in line]
+    assert progress and all("loss" in line for line in progress)
+
+
+def test_train_for_some_minutes_then_resume_for_more(tmp_path, midi_folder, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", str(midi_folder), *TINY, "--minutes", "0.005", "--out", str(run)]) == 0
+    said = capsys.readouterr().out
+    assert "stopped after 0.005 minutes" in said and "best validation loss" in said
+    _, meta = load_checkpoint(run / "last.npz")
+    assert meta["train_config"]["epochs"] is None and meta["train_config"]["minutes"] == 0.005
+    assert cli.main(["train", str(midi_folder), "--resume", str(run)]) == 2
+    assert "has used its 0.005 minutes" in one_error_line(capsys)
+    assert cli.main(["train", str(midi_folder), "--resume", str(run), "--minutes", "0.01"]) == 0
+    assert "stopped after 0.01 minutes" in capsys.readouterr().out
+
+
+def test_evaluate_scores_a_checkpoint_on_other_music(tmp_path, trained_run, midi_folder, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    write_tune(other / "new.mid", [60, 64, 67, 72, 67, 64, 61] * 8)  # 61: a pitch it never saw
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(trained_run), str(other), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["pieces_scored"] == 1 and scores["windows"] > 0
+    assert scores["unknown_chunks"] == 16 and scores["unknown_distinct"] == 2  # 61 on and off, 8 times
+    assert scores["perplexity"] == pytest.approx(np.exp(scores["cross_entropy"]))
+    assert 0 <= scores["accuracy"] <= 1 and scores["baseline_cross_entropy"] > 0
+    assert cli.main(["evaluate", str(trained_run), str(midi_folder)]) == 0
+    said = capsys.readouterr().out
+    assert "cross-entropy" in said and "unigram baseline" in said and "every chunk is in" in said
+
+
+def test_evaluate_refuses_music_too_short_or_encoded_otherwise(tmp_path, trained_run, capsys):
+    short = tmp_path / "short"
+    short.mkdir()
+    write_tune(short / "one.mid", [60, 62])
+    assert cli.main(["evaluate", str(trained_run), str(short)]) == 1
+    assert "no piece has the" in one_error_line(capsys)
+    raw = tmp_path / "raw.txt"
+    assert cli.main(["encode", str(short / "one.mid"), "--raw", "-o", str(raw)]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(trained_run), str(raw)]) == 1
+    assert "other event settings" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
+    (["--hidden", "0"], "--hidden must be in 1..100,000, got 0"),
+    (["--lr", "-1"], "--lr must be a positive number"),
+    (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+    (["--minutes", "-2"], "--minutes must be a number > 0, got -2"),
+    (["--patience", "0"], "--patience must be an integer >= 1, got 0"),
+])
+def test_a_bad_option_is_named_in_its_error(tmp_path, midi_folder, capsys, argv, flag):
+    assert cli.main(["train", str(midi_folder), *argv, "--out", str(tmp_path / "run")]) == 2
+    assert flag in one_error_line(capsys)
+
+
+def test_one_file_and_one_epoch_are_singular(tmp_path, capsys):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    write_tune(folder / "a.mid", [60, 64, 67, 72] * 10)
+    assert cli.main(["train", str(folder), *TINY, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    said = capsys.readouterr().out
+    assert "loaded 1 file," in said and "1 piece to train on" in said and "for 1 epoch;" in said
+    assert "1 files" not in said and "1 epochs" not in said and "1 pieces" not in said
 
 
 def test_compare_trains_each_optimizer_from_the_same_start(tmp_path, capsys):

@@ -361,3 +361,15 @@ def test_transpose_piece_moves_pitches_and_refuses_to_leave_midi_range():
     piece = ChunkSequence("p", ["0_no_60_80", "3_nf_60_0", "0_no_120_80"], 4)
     assert train_module.transpose_piece(piece, -2).chunks == ["0_no_58_80", "3_nf_58_0", "0_no_118_80"]
     assert train_module.transpose_piece(piece, 8) is None
+
+
+@pytest.mark.parametrize("batch_size", [None, 3])
+def test_evaluate_is_the_mean_cross_entropy(tmp_path, dataset, batch_size):
+    from lstm_from_scratch.nn.losses import softmax_cross_entropy
+    result = train(dataset, MODEL, config(epochs=1), tmp_path, progress=False)
+    model = result.model
+    loss, accuracy = evaluate(model, dataset.val_x, dataset.val_y, batch_size=batch_size)
+    logits = model.forward(dataset.val_x.T)
+    expected, _ = softmax_cross_entropy(logits.astype(np.float64), dataset.val_y.T)
+    assert loss == pytest.approx(expected, rel=1e-6)
+    assert accuracy == pytest.approx(np.mean(logits.argmax(-1) == dataset.val_y.T))

@@ -424,12 +424,15 @@ def builtin_sequences(settings=None):
 # --- Bach chorales through music21 (optional) ---------------------------------------------------
 
 
-def export_bach_chorales(folder, limit=None, progress=None):
+def export_bach_chorales(folder, limit=None, progress=None, on_skip=None):
     """Write Bach's chorales from music21's bundled corpus as MIDI files ``folder/bach_bwvNNN.mid``.
 
     Needs the optional package ``music21`` (``pip install lstm-from-scratch[bach]``); nothing is
     downloaded, music21 ships the scores (371 chorales). ``limit`` caps the number of chorales;
-    ``progress`` is an optional callback ``progress(done, total)``. Returns the written paths.
+    ``progress`` is an optional callback ``progress(done, total)``. A chorale music21 cannot turn
+    into MIDI (some versions of music21 fail on a few, for instance on their repeat marks) is skipped
+    and passed to ``on_skip(error)`` as a ``CorpusError``: one score never stops the corpus.
+    Returns the written paths.
     """
     try:
         from music21 import corpus as music21_corpus
@@ -450,9 +453,11 @@ def export_bach_chorales(folder, limit=None, progress=None):
             # The bytes music21's own .write("midi", fp=...) would put in a file, made in memory.
             data = music21_midi.music21ObjectToMidiFile(music21_corpus.parse(name)).writestr()
         except Exception as error:  # music21 raises many kinds; name the chorale and the reason
-            raise CorpusError(name, f"cannot export with music21: {error}") from error
-        _atomic_write(path, data)
-        written.append(path)
+            if on_skip is not None:
+                on_skip(CorpusError(name, f"cannot export with music21: {error}"))
+        else:
+            _atomic_write(path, data)
+            written.append(path)
         if progress is not None:
             progress(done, len(names))
     return written
