@@ -3,6 +3,7 @@
     python benchmarks/measure_vocab.py DIR              # every *.mid / *.midi under DIR
     python benchmarks/measure_vocab.py --builtin        # the built-in corpus (music/corpus.py)
     python benchmarks/measure_vocab.py DIR --humanize 0 # the same files, "performed" (see below)
+    python benchmarks/measure_vocab.py DIR --tempo-pedal # tempo and pedal choices (grid 4, cap 4, 4 bins)
 
 For each setting it prints the number of distinct chunks (the vocabulary size V), the share of them
 seen only once (a model cannot learn a token it sees once), and the number of chunks in all. Each
@@ -31,6 +32,12 @@ SETTINGS = [EventSettings(raw=True)] + [
         (4, 4.0, 1), (4, 4.0, 4), (4, 4.0, 8), (4, 4.0, 32), (4, 2.0, 4), (4, 8.0, 4),
         (8, 4.0, 4), (12, 4.0, 4), (12, 4.0, 1), (24, 4.0, 4), (4, 1.0, 4), (2, 4.0, 4),
     ]
+]
+# The tempo and pedal choices of normalized mode, on the default grid, cap and velocity bins.
+TEMPO_PEDAL_SETTINGS = [EventSettings(raw=True), EventSettings(raw=True, tempo_map="drop", pedal="drop")] + [
+    EventSettings(tempo_map=tempo_map, tempo_bins=bins, pedal=pedal)
+    for tempo_map, bins in [("drop", 8), ("main", 8), ("keep", 4), ("keep", 8), ("keep", 16)]
+    for pedal in ("drop", "fold", "keep")
 ]
 
 
@@ -63,19 +70,23 @@ def humanize(midi, rng):
     return result
 
 
-def describe(settings):
+def describe(settings, tempo_pedal=False):
+    if tempo_pedal:
+        tempo = settings.tempo_map + (f" {settings.tempo_bins} bins" if settings.tempo_map != "drop" and not settings.raw else "")
+        return f"{'raw' if settings.raw else 'normalized'}  tempo {tempo:12s} pedal {settings.pedal}"
     if settings.raw:
         return "raw"
     return f"grid={settings.grid:<3d} cap={settings.max_delta_beats:g} beats  bins={settings.velocity_bins}"
 
 
-def measure(sequences_by_setting):
+def measure(sequences_by_setting, tempo_pedal=False):
     """Rows ``(setting, vocabulary size, share seen once, number of chunks)``."""
     rows = []
     for settings, sequences in sequences_by_setting:
         counts = Counter(chunk for sequence in sequences for chunk in sequence.chunks)
         once = sum(1 for count in counts.values() if count == 1)
-        rows.append((describe(settings), len(counts), once / max(1, len(counts)), sum(counts.values())))
+        rows.append((describe(settings, tempo_pedal), len(counts), once / max(1, len(counts)),
+                     sum(counts.values())))
     return rows
 
 
@@ -86,8 +97,10 @@ def main(argv=None):
     parser.add_argument("--humanize", type=int, metavar="SEED", help="simulate performed timing and velocity")
     parser.add_argument("--try", dest="extra", action="append", default=[], metavar="GRID:CAP:BINS",
                         help="measure these settings instead of the standard list, e.g. --try 4:2:4 (repeatable)")
+    parser.add_argument("--tempo-pedal", action="store_true",
+                        help="measure the tempo and pedal choices instead of grid, cap and bins")
     args = parser.parse_args(argv)
-    settings_list = SETTINGS
+    settings_list = TEMPO_PEDAL_SETTINGS if args.tempo_pedal else SETTINGS
     if args.extra:
         settings_list = [EventSettings(raw=True)] + [
             EventSettings(grid=int(grid), max_delta_beats=float(cap), velocity_bins=int(bins))
@@ -124,9 +137,10 @@ def main(argv=None):
     else:
         parser.error("give a folder or --builtin")
     print(source)
-    print(f"{'settings':36s} {'vocab':>8s} {'seen once':>10s} {'chunks':>10s}")
-    for name, size, once, total in measure(by_setting):
-        print(f"{name:36s} {size:8d} {once:10.1%} {total:10d}")
+    width = 48 if args.tempo_pedal else 36
+    print(f"{'settings':{width}s} {'vocab':>8s} {'seen once':>10s} {'chunks':>10s}")
+    for name, size, once, total in measure(by_setting, args.tempo_pedal):
+        print(f"{name:{width}s} {size:8d} {once:10.1%} {total:10d}")
     return 0
 
 

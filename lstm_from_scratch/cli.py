@@ -140,13 +140,20 @@ def _show_progress():
 def _add_event_options(parser):
     group = parser.add_argument_group("event text (how MIDI becomes chunks)")
     group.add_argument("--raw", action="store_true", default=None,
-                       help="keep the files' own ticks and velocities (huge vocabulary)")
+                       help="keep the files' own ticks, velocities, tempo changes and pedals (huge vocabulary)")
     group.add_argument("--grid", type=int, metavar="N", help="time steps per beat (default 4)")
     group.add_argument("--velocity-bins", type=int, metavar="N", help="velocity levels (default 4)")
     group.add_argument("--max-delta-beats", type=float, metavar="X",
                        help="longest silence between events, in beats (default 4)")
     group.add_argument("--keep-drums", action="store_true", default=None,
                        help="keep MIDI channel 10 (drums)")
+    group.add_argument("--tempo-map", choices=["keep", "main", "drop"],
+                       help="tempo chunks: keep every change, only the main tempo, or none "
+                            "(default: keep with --raw, else main)")
+    group.add_argument("--tempo-bins", type=int, metavar="N",
+                       help="tempo levels between 40 and 208 bpm (default 8; not with --raw)")
+    group.add_argument("--pedal", choices=["fold", "keep", "drop"],
+                       help="sustain pedal: keep as chunks, fold into the notes' lengths, or drop (default keep)")
 
 
 def _add_model_options(parser):
@@ -224,18 +231,24 @@ def build_parser():
     generate.add_argument("--length", type=int, default=500, help="chunks to generate (default 500)")
     generate.add_argument("--temperature", type=float, default=1.0, help="0 = always the likeliest chunk")
     generate.add_argument("--top-k", type=int, metavar="K", help="sample among the K likeliest chunks only")
-    generate.add_argument("--seed", type=int, default=0, help="the same seed gives the same piece")
+    generate.add_argument("--seed", type=int, default=0,
+                          help="default 0, so the same command writes the same piece each time; "
+                               "another seed gives another piece")
     generate.add_argument("--prime", metavar="FILE", type=path_argument,
                           help="a .mid or chunk .txt file to start from")
     generate.add_argument("--include-prime", action="store_true", help="put the prime at the start of the output")
-    # The default is the seeds' plain roulette wheel: chunk i with probability p_i / sum(p). The note
-    # rules are an opt-in extra (taught in tutorial 9), so that what a student hears is the net alone.
-    generate.add_argument("--rules", action="store_true",
-                          help="mask impossible chunks: note-offs only for sounding pitches, and end notes "
-                               "held longer than --max-held-beats (see generate.NoteRules)")
+    # The note rules are on by default: without them a small net's notes end late or never, and a
+    # piece a user asked for should be music. --no-rules gives the seeds' plain roulette wheel, the
+    # net alone (tutorial 9 compares the two). --rules, once needed to turn them on, still parses.
+    generate.add_argument("--no-rules", dest="rules", action="store_false",
+                          help="sample from the net alone, without the note rules")
+    generate.add_argument("--rules", dest="rules", action="store_true",
+                          help="mask impossible chunks (the default): note-offs only for sounding pitches, and "
+                               "end notes and the pedal held longer than --max-held-beats (see generate.NoteRules)")
     generate.add_argument("--max-held-beats", type=float, default=4.0, metavar="X",
-                          help="with --rules: end a note held this long (default 4; 0 = never)")
-    generate.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="beats per minute (default 120)")
+                          help="with the rules: end a note held this long (default 4; 0 = never)")
+    generate.add_argument("--tempo", type=float, default=120.0, metavar="BPM",
+                          help="beats per minute until the net writes a tempo chunk (default 120)")
     generate.add_argument("--wav", action="store_true", help="also write OUT.wav")
     generate.add_argument("--plot", action="store_true", help="also write OUT.png, a piano roll")
     _add_engine_options(generate, training=False)
@@ -283,7 +296,8 @@ def build_parser():
     decode = commands.add_parser("decode", help="chunk text -> MIDI")
     decode.add_argument("source", metavar="IN.txt", type=path_argument)
     decode.add_argument("-o", "--out", required=True, metavar="OUT.mid", type=path_argument)
-    decode.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="beats per minute (default 120)")
+    decode.add_argument("--tempo", type=float, default=120.0, metavar="BPM",
+                        help="beats per minute until a piece's first tempo chunk (default 120)")
     decode.set_defaults(run=run_decode)
 
     export = commands.add_parser("export", help="write a trained model's weights under PyTorch's names")
@@ -372,18 +386,22 @@ def _fail(message, status):
 
 def event_settings(args):
     from .music.events import EventSettings
-    grid_options = [args.grid, args.velocity_bins, args.max_delta_beats]
+    grid_options = [args.grid, args.velocity_bins, args.max_delta_beats, args.tempo_bins]
     if args.raw and any(option is not None for option in grid_options):
         raise UsageError("--raw keeps the files' own timing; it cannot go with --grid, "
-                         "--velocity-bins or --max-delta-beats")
+                         "--velocity-bins, --max-delta-beats or --tempo-bins")
     values = {"raw": bool(args.raw), "keep_drums": bool(args.keep_drums)}
-    for name in ("grid", "velocity_bins", "max_delta_beats"):
+    for name in ("grid", "velocity_bins", "max_delta_beats", "tempo_map", "tempo_bins", "pedal"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     try:
         return EventSettings(**values)
     except ValueError as error:
-        raise UsageError(str(error).replace("EventSettings: ", "")) from None
+        message = str(error).replace("EventSettings: ", "")  # "tempo_bins must be ..."
+        name = message.split(" ", 1)[0]
+        if name in values:  # name the flag the user typed
+            message = "--" + name.replace("_", "-") + message[len(name):]
+        raise UsageError(message) from None
 
 
 def engine_choice(args, default="fast"):
@@ -575,7 +593,7 @@ def run_train(args):
         changed = [name for name in ("preset", "hidden", "layers", "dropout", "embedding", "optimizer",
                                      "lr", "batch_size", "seq_len", "step", "clip", "seed",
                                      "val_fraction", "transpose", "raw", "grid", "velocity_bins",
-                                     "max_delta_beats", "keep_drums", "out")
+                                     "max_delta_beats", "keep_drums", "tempo_map", "tempo_bins", "pedal", "out")
                    if getattr(args, name) is not None]
         if changed:
             flags = ", ".join("--" + name.replace("_", "-") for name in changed)
@@ -757,9 +775,13 @@ def run_generate(args):
 
 
 def make_piece(trained, out, length, temperature=1.0, top_k=None, seed=0, prime=None,
-               include_prime=False, tempo=500_000, wav=False, plot=False, rules=False,
+               include_prime=False, tempo=500_000, wav=False, plot=False, rules=True,
                max_held_beats=4.0):
-    """Generate and write OUT.mid and OUT.txt (and OUT.wav, OUT.png); returns the paths written."""
+    """Generate and write OUT.mid and OUT.txt (and OUT.wav, OUT.png); returns the paths written.
+
+    Without a ``prime`` file the piece opens with the note ``default_prime`` draws, so that the
+    net's note-off for it ends a note the piece has.
+    """
     from .generate import NoteRules, default_prime, generate, prime_from_file, write_piece
     rng = np.random.default_rng(seed)
     if prime is not None:
@@ -770,7 +792,7 @@ def make_piece(trained, out, length, temperature=1.0, top_k=None, seed=0, prime=
         prime_ids = default_prime(trained, rng)
     rule = NoteRules(trained.vocab, trained.ticks_per_beat, max_held_beats) if rules else None
     new_ids = generate(trained.model, trained.vocab, prime_ids, length, temperature, top_k, rng, rule)
-    ids = prime_ids + new_ids if include_prime else new_ids
+    ids = prime_ids + new_ids if include_prime or prime is None else new_ids
     _, text_path = write_piece(trained, ids, out, tempo=tempo, name=out.stem)
     written = [out, text_path]
     if wav:
@@ -778,9 +800,9 @@ def make_piece(trained, out, length, temperature=1.0, top_k=None, seed=0, prime=
         render_midi_to_wav(out, out.with_suffix(".wav"))
         written.append(out.with_suffix(".wav"))
     if plot:
-        from .music.events import midi_to_notes
+        from .music.events import midi_to_notes, midi_to_pedal
         from .plots import plot_piano_roll
-        plot_piano_roll(midi_to_notes(out), out.with_suffix(".png"), title=out.name)
+        plot_piano_roll(midi_to_notes(out), out.with_suffix(".png"), title=out.name, pedal=midi_to_pedal(out))
         written.append(out.with_suffix(".png"))
     return written
 
@@ -879,11 +901,11 @@ def run_render(args):
 
 
 def run_plot(args):
-    from .music.events import midi_to_notes
+    from .music.events import midi_to_notes, midi_to_pedal
     from .plots import plot_piano_roll
     output_path(args.out, [args.midi])  # check before reading
-    notes = midi_to_notes(args.midi)
-    plot_piano_roll(notes, output_path(args.out, [args.midi]), title=Path(args.midi).name)
+    notes, pedal = midi_to_notes(args.midi), midi_to_pedal(args.midi)
+    plot_piano_roll(notes, output_path(args.out, [args.midi]), title=Path(args.midi).name, pedal=pedal)
     say(f"wrote {args.out}")
     return 0
 
@@ -901,20 +923,26 @@ def run_encode(args):
 
 
 def run_decode(args):
+    from .filenames import piece_paths
     from .music.events import chunks_to_midi, read_chunk_text
     tempo = _tempo(args.tempo)
     output_path(args.out, [args.source])  # check before reading
     sequences = [piece for piece in read_chunk_text(args.source) if piece.chunks]
     if not sequences:
         raise DataError(f"{args.source}: no chunks in this chunk text file")
-    out = output_path(args.out, [args.source])
-    written = []
-    for number, piece in enumerate(sequences, start=1):
-        # One MIDI file per piece: OUT.mid for the first, OUT-2.mid, OUT-3.mid, ... for the others.
-        path = out if number == 1 else out.with_name(f"{out.stem}-{number}{out.suffix}")
-        chunks_to_midi(piece.chunks, path, ticks_per_beat=piece.ticks_per_beat, tempo=tempo)
-        written.append(str(path))
-    say("wrote " + ", ".join(written))
+    # One MIDI file per piece: OUT.mid for a single piece, else OUT-NAME.mid after each stored name.
+    paths = piece_paths(args.out, [piece.name for piece in sequences])
+    for path in paths:
+        output_path(path, [args.source])  # every file checked before the first is written
+    for piece, path in zip(sequences, paths):
+        chunks_to_midi(piece.chunks, output_path(path, [args.source]), ticks_per_beat=piece.ticks_per_beat,
+                       tempo=tempo)
+    if len(paths) == 1:
+        say(f"wrote {paths[0]}")
+    else:
+        say(f"wrote {len(paths)} MIDI files, one per piece:")
+        for piece, path in zip(sequences, paths):
+            say(f"  {path}  ({piece.name})")
     return 0
 
 

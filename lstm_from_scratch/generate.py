@@ -13,6 +13,7 @@ The roulette wheel is the seed project's sampler: token i is picked with probabi
 crash ("probabilities do not sum to 1" is a classic bug of `rng.choice(V, p=p)`).
 """
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -102,33 +103,42 @@ def top_k_filter(probs, k=None):
 # ----------------------------------------------------------------------------------------------
 
 class NoteRules:
-    """Two grammar rules for sampling event chunks, applied as a mask before each draw.
+    """Grammar rules for sampling event chunks, applied as a mask before each draw.
 
     1. A note-off only for a pitch that is sounding. A note-off for a silent pitch does nothing
        when played, yet a small net puts real probability on them (15-20% of its note-offs in our
        demo runs), so its notes end late or never. The rule gives that probability to the chunks
-       that can happen.
-    2. With ``max_held_beats``, a note held that long must end next: only note-offs of the
-       overdue pitches are allowed (the net still chooses among them). Event nets forget which
-       notes they started; without this, a forgotten bass note drones to the end of the piece.
+       that can happen. The sustain pedal likewise: released only while down, pressed only while up.
+    2. With ``max_held_beats``, a note (or the sustain pedal) held that long must end next: only
+       the note-offs of the overdue pitches (and the pedal release) are allowed, and the net still
+       chooses among them. Event nets forget which notes they started; without this, a forgotten
+       bass note drones to the end of the piece, and a forgotten pedal blurs everything after it.
 
+    Tempo chunks are always allowed; they only move the clock by their delta.
     ``allowed()`` is a bool mask ``(V,)``; ``update(token)`` follows time and the sounding notes.
     """
+
+    PEDAL = 128  # the sustain pedal's slot in the arrays indexed by pitch (0..127)
 
     def __init__(self, vocab, ticks_per_beat=4, max_held_beats=None):
         V = len(vocab)
         self.delta = np.zeros(V, dtype=np.int64)
-        self.off_pitch = np.full(V, -1)  # the pitch a note-off chunk ends, -1 for other chunks
-        self.on_pitch = np.full(V, -1)
+        self.off_pitch = np.full(V, -1)  # the pitch a chunk ends (PEDAL: a pedal release), -1 for others
+        self.on_pitch = np.full(V, -1)  # the pitch a chunk starts (PEDAL: a pedal press)
         for index, token in enumerate(vocab.tokens):
-            parts = token.split("_")
-            if len(parts) == 4 and parts[1] in ("no", "nf") and all(p.isdigit() for p in parts[::2] + parts[3:]):
-                self.delta[index] = int(parts[0])
-                is_off = parts[1] == "nf" or parts[3] == "0"  # a note-on with velocity 0 ends a note
-                (self.off_pitch if is_off else self.on_pitch)[index] = int(parts[2])
+            try:
+                event = events.parse_chunk(token)
+            except events.ChunkError:  # not an event chunk: no rule applies to it
+                continue
+            self.delta[index] = event.delta
+            if isinstance(event, events.NoteEvent):
+                is_off = not event.is_on or event.velocity == 0  # a note-on with velocity 0 ends a note
+                (self.off_pitch if is_off else self.on_pitch)[index] = event.pitch
+            elif isinstance(event, events.ControlEvent) and event.control == events.SUSTAIN_PEDAL:
+                (self.on_pitch if event.value >= 64 else self.off_pitch)[index] = self.PEDAL
         self.max_ticks = None if not max_held_beats else max_held_beats * ticks_per_beat
         self.now = 0
-        self.started = np.full(128, -1)  # tick each sounding pitch started at, -1 if silent
+        self.started = np.full(129, -1)  # tick each sounding pitch (and the pedal) started at, -1 if not
 
     def allowed(self):
         """A bool mask (V,): True for each chunk these rules let the net play next."""
@@ -140,13 +150,15 @@ class NoteRules:
             must_end = is_off & overdue[off_pitch]
             if must_end.any():
                 return must_end
-        return ~is_off | sounding[off_pitch]
+        pedal_press = self.on_pitch == self.PEDAL
+        return (~is_off | sounding[off_pitch]) & ~(pedal_press & sounding[self.PEDAL])
 
     def update(self, token):
         """Follow one played chunk (an int id): advance the clock by its delta, start or end its note."""
         self.now += self.delta[token]
         if self.on_pitch[token] >= 0:
-            self.started[self.on_pitch[token]] = self.now
+            if self.on_pitch[token] != self.PEDAL or self.started[self.PEDAL] < 0:  # a held pedal keeps its start
+                self.started[self.on_pitch[token]] = self.now
         elif self.off_pitch[token] >= 0:
             self.started[self.off_pitch[token]] = -1
 
@@ -265,24 +277,42 @@ def default_prime(trained, rng):
     """A one-token prime: a note-on chunk drawn with `rng`, as often as it occurred in training.
 
     Returns a list with one id. Starting from a real note (rather than a note-off, or a fixed
-    token) gives each seed a different opening; the state starts at zero, as in training.
+    token) gives each seed a different opening; the state starts at zero, as in training. The
+    note is the first of the piece: ``make_piece`` writes it, so the net may end it.
     """
     weights = trained.token_counts.copy()
-    note_on = np.array([token.split("_")[1:2] == ["no"] and not token.endswith("_0")
-                        for token in trained.vocab.tokens])
+    note_on = np.zeros(len(weights), dtype=bool)
+    for index, token in enumerate(trained.vocab.tokens):
+        event = events.parse_chunk(token)
+        note_on[index] = isinstance(event, events.NoteEvent) and event.is_on and event.velocity > 0
     if (weights * note_on).sum() > 0:
         weights = weights * note_on
     return [roulette_wheel(weights, rng)]
 
 
+def _describe_settings(settings, keys):
+    return "{" + ", ".join(f'"{key}": {json.dumps(settings.to_dict()[key])}' for key in keys) + "}"
+
+
 def prime_from_file(path, trained, on_skip=None):
     """Prime ids from a MIDI file, a folder of them or a chunk text file, in the checkpoint's settings.
 
-    Returns ``(ids, skipped)``: the ids of the known chunks (all pieces of a text file, in order)
-    and how many chunks were not in the vocabulary and were left out. Raises ``DataError`` when
-    no chunk of the file is in the vocabulary, ``MidiError``/``ChunkError`` for a broken file.
-    ``on_skip(error)`` hears of each broken file skipped in a folder.
+    MIDI is encoded with the checkpoint's own event settings. Chunk text is used as written, so
+    text whose header names other settings is refused (``DataError`` naming the differences):
+    its chunks would mean other things to the model, or nothing at all. Returns ``(ids,
+    skipped)``: the ids of the known chunks (all pieces of a text file, in order) and how many
+    chunks were not in the vocabulary and were left out. Raises ``DataError`` when no chunk of the
+    file is in the vocabulary, ``MidiError``/``ChunkError`` for a broken file. ``on_skip(error)``
+    hears of each broken file skipped in a folder.
     """
+    if Path(path).suffix.lower() == ".txt" and Path(path).is_file():
+        _, made_with = events.read_chunk_text_file(path)
+        if made_with is not None and made_with != trained.settings:
+            differ = [key for key in made_with.to_dict() if made_with.to_dict()[key] != trained.settings.to_dict()[key]]
+            raise DataError(f"{path}: its chunks were made with event settings "
+                            f"{_describe_settings(made_with, differ)}, the model's are "
+                            f"{_describe_settings(trained.settings, differ)}; prime with the MIDI file "
+                            f"instead, which is encoded with the model's settings")
     sequences = events.load_data(path, trained.settings, on_skip=on_skip)
     ids, skipped = trained.vocab.encode_skipping([c for piece in sequences for c in piece.chunks])
     if len(ids) == 0:
@@ -296,7 +326,10 @@ def write_piece(trained, ids, midi_path, tempo=events.DEFAULT_TEMPO, name="gener
 
     ids: `(L,)` integer token ids, without a time or batch axis.
     Returns ``(chunks, text_path)``: the L chunk strings and the text file's path. The MIDI's
-    ticks per beat are the checkpoint's, so the deltas mean what they meant in training.
+    ticks per beat are the checkpoint's, so the deltas mean what they meant in training. The text
+    holds the chunks as the net wrote them; the MIDI file is always well formed, whatever they say
+    (see ``events.chunks_to_midi``): tempo chunks set its tempo (``tempo``, microseconds per beat,
+    until the first), pedal chunks become pedal events, and a pedal left down is released at the end.
     """
     midi_path = Path(midi_path)
     chunks = trained.vocab.decode(np.asarray(ids, dtype=np.int64))

@@ -174,7 +174,7 @@ def _note_fields(note) -> tuple[float, float, int, int]:
     return start, end, pitch, velocity
 
 
-def plot_piano_roll(notes, path, title: str | None = None, *, width: float = WIDTH,
+def plot_piano_roll(notes, path, title: str | None = None, pedal=None, *, width: float = WIDTH,
                     height: float = HEIGHT, shade=None) -> Path:
     """Notes as horizontal bars: time in seconds across, pitch up, loudness as colour.
 
@@ -182,8 +182,14 @@ def plot_piano_roll(notes, path, title: str | None = None, *, width: float = WID
     as ``events.Note``, or plain ``(start, end, pitch, velocity)`` tuples. The pitch axis is labelled at
     every C (``C4`` is middle C, MIDI 60). ``width`` and ``height`` are in inches; ``shade``, optional,
     is ``(start, end, label)``: a grey band over those seconds, labelled (the report marks a prime).
+
+    ``pedal``: optional ``(start, end)`` spans in seconds when the sustain pedal is down (from
+    ``events.midi_to_pedal`` or ``events.chunks_to_pedal``), drawn as a band in a row of its own
+    under the notes (no spans, no row). The bars show when keys are down; the band shows why some
+    notes ring longer.
     """
     rows = np.array([_note_fields(note) for note in notes], dtype=float).reshape(-1, 4)
+    spans = np.array([(float(start), float(end)) for start, end in (pedal or [])], dtype=float).reshape(-1, 2)
     figure = _new_figure(width, height)
     axes = figure.subplots()
     axes.set(xlabel="time (seconds)", ylabel="pitch", title=title or "piano roll")
@@ -205,10 +211,20 @@ def plot_piano_roll(notes, path, title: str | None = None, *, width: float = WID
                           norm=Normalize(0, 127), edgecolors="none")
     axes.add_collection(bars)
     low, high = int(pitch.min()) - 1, int(pitch.max()) + 1
-    axes.set_xlim(min(0.0, start.min()), max(end.max(), start.min() + 1e-3))
-    axes.set_ylim(low - 0.5, high + 0.5)
+    bottom = low - 0.5
+    right = max(end.max(), start.min() + 1e-3)
     c_pitches = [p for p in range(low, high + 1) if p % 12 == 0] or [int(round(pitch.mean()))]
-    axes.set_yticks(c_pitches, [note_name(p) for p in c_pitches])
+    labels = [note_name(p) for p in c_pitches]
+    if len(spans):
+        # The band's row sits two rows under the lowest note, with a gap so it never reads as a note.
+        band = low - 2
+        bottom = band - 0.5
+        axes.broken_barh([(s, e - s) for s, e in spans], (band - 0.35, 0.7), color="0.55")
+        right = max(right, spans[:, 1].max())
+        c_pitches, labels = [band] + c_pitches, ["pedal"] + labels
+    axes.set_xlim(min(0.0, start.min()), right)
+    axes.set_ylim(bottom, high + 0.5)
+    axes.set_yticks(c_pitches, labels)
     axes.grid(axis="y", alpha=0.3)
     figure.colorbar(bars, ax=axes, label="velocity")
     return _save(figure, path)
@@ -395,11 +411,15 @@ def chunk_notes(events) -> list[tuple[int, int, int, int]]:
     """Parsed chunks -> notes counted in chunks: ``(on, off, pitch, velocity)``, the index of the
     note-on chunk and of the chunk that ends it (``len(events)`` if none does).
 
-    ``events`` is a list of ``(delta, is_on, pitch, velocity)`` (``events.validate_chunks``); a
-    note-on of velocity 0 is a note-off, and a note-on of a sounding pitch ends that note first.
+    ``events`` is a list of ``(delta, is_on, pitch, velocity)``, with ``None`` in the place of a chunk
+    that is not a note, a tempo or pedal chunk (``events.note_events``); a note-on of velocity 0 is a
+    note-off, and a note-on of a sounding pitch ends that note first.
     """
     sounding, notes = {}, []
-    for index, (_, is_on, pitch, velocity) in enumerate(events):
+    for index, event in enumerate(events):
+        if event is None:
+            continue
+        _, is_on, pitch, velocity = event
         if pitch in sounding:
             on, on_velocity = sounding.pop(pitch)
             notes.append((on, index, pitch, on_velocity))
@@ -417,15 +437,16 @@ def _draw_chunk_roll(axes, events, marks=None, cmap=None, norm=None):
     for on, off, pitch, _ in notes:
         axes.add_patch(_bar(on, off, pitch))
     steps = np.arange(len(events))
-    pitches = np.array([event[2] for event in events], dtype=float)
-    is_on = np.array([event[1] and event[3] > 0 for event in events], dtype=bool)
-    for kind, marker in ((is_on, "^"), (~is_on, "v")):
+    notes_here = np.array([event is not None for event in events], dtype=bool)  # not tempo or pedal
+    pitches = np.array([np.nan if event is None else event[2] for event in events], dtype=float)
+    is_on = np.array([event is not None and event[1] and event[3] > 0 for event in events], dtype=bool)
+    for kind, marker in ((is_on, "^"), (notes_here & ~is_on, "v")):
         if marks is None:
             axes.scatter(steps[kind], pitches[kind], marker=marker, s=36, color="C0", zorder=3)
         else:
             axes.scatter(steps[kind], pitches[kind], marker=marker, s=70, c=np.asarray(marks)[kind],
                          cmap=cmap, norm=norm, edgecolors="0.3", linewidths=0.4, zorder=3)
-    low, high = (int(pitches.min()), int(pitches.max())) if len(pitches) else (60, 60)
+    low, high = (int(np.nanmin(pitches)), int(np.nanmax(pitches))) if notes_here.any() else (60, 60)
     return low, high
 
 

@@ -40,7 +40,7 @@ from .atomic import atomic_write_text
 from .errors import DataError, LstmMusicError
 from .generate import default_prime, generate, load_trained
 from .music import stats
-from .music.events import Note, chunks_to_notes, validate_chunks
+from .music.events import ControlEvent, Note, TempoEvent, chunks_to_notes, note_events, validate_chunks
 from .music.synth import render_notes, wav_bytes
 from .music.vocab import UnknownTokenError
 from .nn.losses import log_softmax
@@ -238,15 +238,27 @@ def _audio(notes):
 def _chunk_text(chunks, ticks_per_beat):
     """The first chunks as text, each with a plain-words tooltip."""
     words = []
-    for chunk, (delta, is_on, pitch, velocity) in zip(chunks, validate_chunks(chunks)):
-        started = is_on and velocity > 0
-        when = "at the same moment" if delta == 0 else f"{delta / ticks_per_beat:g} beats later"
-        meaning = f"{when}, {plots.note_name(pitch)} {'starts' if started else 'ends'}"
-        if started:
-            meaning += f" (velocity {velocity})"
-        words.append(f'<code class="{"on" if started else "off"}" title="{html.escape(meaning)}">'
-                     f'{html.escape(chunk)}</code>')
+    for chunk, event in zip(chunks, validate_chunks(chunks)):
+        when = "at the same moment" if event.delta == 0 else f"{event.delta / ticks_per_beat:g} beats later"
+        kind = "other"
+        if isinstance(event, TempoEvent):
+            meaning = f"{when}, the tempo becomes {event.bpm} beats per minute"
+        elif isinstance(event, ControlEvent):
+            state = "down" if event.value >= 64 else "up"
+            name = PEDALS.get(event.control, f"control {event.control}")
+            meaning = f"{when}, the {name} goes {state}" if event.control in PEDALS else \
+                f"{when}, {name} becomes {event.value}"
+        else:
+            started = event.is_on and event.velocity > 0
+            kind = "on" if started else "off"
+            meaning = f"{when}, {plots.note_name(event.pitch)} {'starts' if started else 'ends'}"
+            if started:
+                meaning += f" (velocity {event.velocity})"
+        words.append(f'<code class="{kind}" title="{html.escape(meaning)}">{html.escape(chunk)}</code>')
     return '<p class="chunks">' + " ".join(words) + " &hellip;</p>"
+
+
+PEDALS = {64: "sustain pedal", 66: "sostenuto pedal", 67: "soft pedal"}
 
 
 def _listen(pieces):
@@ -495,22 +507,24 @@ def chosen_step(events, probabilities, steps=SALIENCY_STEPS):
     the next chunk ends a note; of those the net gave at least 0.1, the one whose note started longest
     before (its prediction needs the most memory), else the one the net found likeliest.
 
-    ``events``: the parsed chunks, ``(delta, is_on, pitch, velocity)``; ``probabilities``: ``(N,)``,
+    ``events``: the parsed chunks, ``(delta, is_on, pitch, velocity)``, ``None`` for a chunk that is
+    not a note (see ``events.note_events``); ``probabilities``: ``(N,)``,
     entry t the probability the net gave chunk t + 1 after reading chunks 0..t. Returns t.
     """
     last = min(steps[1], len(events) - 1)
     candidates = list(range(min(steps[0], last - 1), last)) or [0]
-    ends = [t for t in candidates if not (events[t + 1][1] and events[t + 1][3] > 0)]
+    notes_next = [t for t in candidates if events[t + 1] is not None] or candidates  # not tempo, pedal
+    ends = [t for t in notes_next if events[t + 1] is not None and not (events[t + 1][1] and events[t + 1][3] > 0)]
 
     def started(t):  # the chunk that started the note chunk t + 1 ends, or t + 1 if none did
         pitch = events[t + 1][2]
-        return max((k for k in range(t + 1) if events[k][2] == pitch and events[k][1] and events[k][3] > 0),
-                   default=t + 1)
+        return max((k for k in range(t + 1) if events[k] is not None and events[k][2] == pitch
+                    and events[k][1] and events[k][3] > 0), default=t + 1)
 
     sure = [t for t in ends if probabilities[t] >= 0.1]
     if sure:
         return max(sure, key=lambda t: (t + 1 - started(t), probabilities[t]))
-    return max(ends or candidates, key=lambda t: probabilities[t])
+    return max(ends or notes_next, key=lambda t: probabilities[t])
 
 
 def _inside(trained, piece, val_pieces, config):
@@ -518,7 +532,7 @@ def _inside(trained, piece, val_pieces, config):
         ids = trained.vocab.encode(piece.chunks)
     except UnknownTokenError as error:
         raise ReportError(f"{piece.name}: {error}") from None
-    events = validate_chunks(piece.chunks)
+    events = note_events(piece.chunks)
     where = ("a validation piece, never trained on" if piece in val_pieces
              else "a training piece (there are no validation pieces)")
     gates = _gates_part(trained.model, ids, events, f"{html.escape(piece.name)} ({where})")
@@ -533,7 +547,7 @@ def _gates_part(model, ids, events, what):
     layer = _lstm_layers(model)[0]
     model.forward(ids[:T, None])  # (T, 1): the piece as one sequence, from a zero state
     arrays = {name: values.copy() for name, values in plots.lstm_gate_arrays(layer).items()}
-    is_on = np.array([event[1] and event[3] > 0 for event in events[:T]], dtype=float)
+    is_on = np.array([event is not None and event[1] and event[3] > 0 for event in events[:T]], dtype=float)
     correlations = np.nan_to_num(_correlations(is_on, arrays["h"]))
     # The GATE_UNITS units whose h follows note-on or note-off most closely, from the most
     # note-on-like (top) to the most note-off-like (bottom): rows a reader can tell apart.
@@ -565,6 +579,8 @@ def _saliency_part(model, ids, events):
     step = chosen_step(events[:N], probabilities)
     log_prob, sizes = gradient_sizes(model, ids[:step + 1], ids[step + 1])
     target = events[step + 1]
+    if target is None:  # only tempo or pedal chunks to predict here: nothing about notes to show
+        return ""
     kind = "ends" if not (target[1] and target[3] > 0) else "starts"
     if kind == "ends" and probabilities[step] >= 0.1:
         why = ("We chose the chunk that ends the note struck longest before it, among those the net "

@@ -291,7 +291,7 @@ def data_fingerprint(sequences, settings):
 
 def transpose_piece(piece, semitones):
     """``piece`` (a ``ChunkSequence``) with every pitch moved by ``semitones``; ``None`` if a pitch
-    would leave MIDI's 0..127. Deltas and velocities stay as they are."""
+    would leave MIDI's 0..127. Deltas, velocities, tempo and pedal chunks stay as they are."""
     chunks = [transpose_chunk(chunk, semitones) for chunk in piece.chunks]
     if None in chunks:
         return None
@@ -652,7 +652,7 @@ def check_same_data(meta, fingerprint, path):
     stored = meta.get("data")
     if not isinstance(stored, dict) or fingerprint is None:
         return
-    if stored.get("settings") != fingerprint["settings"]:
+    if _settings_of(stored.get("settings")) != _settings_of(fingerprint["settings"]):
         raise CheckpointError(path, "the run was made with other event settings ("
                                     f"{_short_json(stored.get('settings'))}, now "
                                     f"{_short_json(fingerprint['settings'])})")
@@ -668,6 +668,16 @@ def check_same_data(meta, fingerprint, path):
     raise CheckpointError(path, f"this is not the data the run was trained on ({len(then)} "
                                 f"{_plural(len(then), 'piece')}): " + ", ".join(parts)
                           + "; give the same DATA to resume, or train a new run with --out")
+
+
+def _settings_of(data):
+    """Event settings from a fingerprint's dict, read as ``EventSettings.from_dict`` reads them: a run
+    saved before a key existed (``tempo_map``, ``pedal``) gets the meaning it had then, so resuming it
+    compares like with like. A dict that does not parse is compared as it is."""
+    try:
+        return EventSettings.from_dict(data)
+    except (ValueError, TypeError, AttributeError):
+        return data
 
 
 def _names(names, shown=3):

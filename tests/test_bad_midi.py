@@ -93,7 +93,7 @@ def test_data_byte_above_127_warns_and_still_loads(tmp_path):
     with pytest.warns(MidiWarning, match="loud.mid"):
         result = midi_to_chunks(path, EventSettings(raw=True))
     assert time.process_time() - started < 1.0
-    assert result.chunks == ["0_no_60_127", "480_nf_60_0"]
+    assert result.chunks == ["0_st_120_500000", "0_no_60_127", "480_nf_60_0"]  # (120 bpm: no tempo set)
 
 
 def test_good_file_gives_no_warning(tmp_path):
@@ -101,7 +101,7 @@ def test_good_file_gives_no_warning(tmp_path):
     path.write_bytes(GOOD)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert midi_to_chunks(path, EventSettings(raw=True)).chunks == ["0_no_60_80", "480_nf_60_0"]
+        assert midi_to_chunks(path, EventSettings(raw=True)).chunks == ["0_st_120_500000", "0_no_60_80", "480_nf_60_0"]
 
 
 def test_oversize_file_is_rejected_with_the_cap(tmp_path):
@@ -144,7 +144,7 @@ def test_load_folder_skips_bad_files_and_keeps_going(tmp_path):
     sequences, errors = load_folder(tmp_path, EventSettings(raw=True), on_skip=skipped.append)
     assert time.process_time() - started < 2.0
     assert [sequence.name for sequence in sequences] == ["a.mid", "b/deeper/c.midi"]
-    assert all(sequence.chunks == ["0_no_60_80", "480_nf_60_0"] for sequence in sequences)
+    assert all(sequence.chunks == ["0_st_120_500000", "0_no_60_80", "480_nf_60_0"] for sequence in sequences)
     bad_names = ["broken.MID", "empty.mid", "long.mid"]
     assert [error.path for error in errors] == [str(tmp_path / "b" / name) for name in bad_names]
     assert skipped == errors

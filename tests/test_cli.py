@@ -75,7 +75,9 @@ def test_generate_with_a_prime_and_top_k(tmp_path, trained_run, midi_folder):
                      "--prime", str(midi_folder / "tune1.mid"), "--include-prime",
                      "--temperature", "0.5", "--top-k", "3"]) == 0
     chunks = out.with_suffix(".txt").read_text().split("\n", 3)[3].split()
-    assert len(chunks) == 96 + 10  # 48 notes of the prime, on and off, then 10 new chunks
+    # The prime's tempo chunk (the default settings keep the main tempo), its 48 notes, on and
+    # off, then 10 new chunks.
+    assert chunks[0].split("_")[1] == "st" and len(chunks) == 1 + 96 + 10
 
 
 def test_a_truncated_checkpoint_is_refused_in_one_line(tmp_path, trained_run, capsys):
@@ -149,9 +151,12 @@ def test_encode_decode_round_trip(tmp_path, midi_folder, capsys):
     assert cli.main(["encode", str(midi_folder), "-o", str(text)]) == 0
     assert cli.main(["decode", str(text), "-o", str(tmp_path / "back.mid")]) == 0
     written = sorted(tmp_path.glob("back*.mid"))
-    assert len(written) == 5
+    # One file per piece, named after the names stored in the text (was: back.mid, back-2.mid, ...).
+    assert [path.name for path in written] == [f"back-tune{n}.mid" for n in range(5)]
+    printed = capsys.readouterr().out
+    assert "5 MIDI files" in printed and all(str(path) in printed for path in written)
     again = tmp_path / "again.txt"
-    assert cli.main(["encode", str(tmp_path / "back.mid"), "-o", str(again)]) == 0
+    assert cli.main(["encode", str(tmp_path / "back-tune0.mid"), "-o", str(again)]) == 0
     first_piece = text.read_text().split("# piece:")[1].split("\n", 1)[1].split()
     assert again.read_text().split("# piece:")[1].split("\n", 1)[1].split() == first_piece
 

@@ -26,7 +26,9 @@ from lstm_from_scratch.music.events import (
 )
 from lstm_from_scratch.music.midi_safety import find_long_number
 
-RAW = EventSettings(raw=True)
+# The note policy, tested without the tempo chunk every raw piece opens with (tests/test_tempo_pedal.py
+# tests tempo and pedal chunks).
+RAW = EventSettings(raw=True, tempo_map="drop")
 
 
 def write_midi(path, messages_by_track, ticks_per_beat=480):
@@ -106,7 +108,7 @@ def test_normalized_keeps_note_order_and_count_and_is_stable(tmp_path_factory, r
     notes = [(max(0, s * 120 + jitter), max(0, s * 120 + jitter) + max(60, (e - s) * 120), p, v)
              for s, e, p, v in rows_to_notes(rows)]
     source = write_midi(folder / "in.mid", [notes_to_messages(notes)])
-    result = midi_to_chunks(source, EventSettings(grid=4, max_delta_beats=10_000, velocity_bins=4))
+    result = midi_to_chunks(source, EventSettings(grid=4, max_delta_beats=10_000, velocity_bins=4, tempo_map="drop"))
     assert result.ticks_per_beat == 4
     ons = [c for c in result.chunks if "_no_" in c]
     assert len(ons) == len(notes)
@@ -115,7 +117,7 @@ def test_normalized_keeps_note_order_and_count_and_is_stable(tmp_path_factory, r
     assert all(c.endswith("_0") for c in result.chunks if "_nf_" in c)
     # Encoding the decoded normalized file again changes nothing.
     chunks_to_midi(result.chunks, folder / "out.mid", ticks_per_beat=result.ticks_per_beat)
-    again = midi_to_chunks(folder / "out.mid", EventSettings(grid=4, max_delta_beats=10_000, velocity_bins=4))
+    again = midi_to_chunks(folder / "out.mid", EventSettings(grid=4, max_delta_beats=10_000, velocity_bins=4, tempo_map="drop"))
     assert again.chunks == result.chunks
 
 
@@ -123,7 +125,7 @@ def test_normalized_rounds_absolute_times_and_caps_deltas(tmp_path):
     # Three notes 1/3 beat apart: rounding deltas would drift, rounding absolute times does not.
     notes = [(0, 100, 60, 64), (160, 260, 62, 64), (320, 420, 64, 64), (480 * 20, 480 * 21, 65, 127)]
     source = write_midi(tmp_path / "a.mid", [notes_to_messages(notes)])
-    result = midi_to_chunks(source, EventSettings(grid=4, max_delta_beats=2.0, velocity_bins=1))
+    result = midi_to_chunks(source, EventSettings(grid=4, max_delta_beats=2.0, velocity_bins=1, tempo_map="drop"))
     assert result.chunks == [
         "0_no_60_64", "1_nf_60_0", "0_no_62_64", "1_nf_62_0", "1_no_64_64",  # steps 0, 1, 1, 2, 3
         "1_nf_64_0", "8_no_65_64", "4_nf_65_0"]  # the 76-step silence is capped at 8 steps
@@ -131,7 +133,7 @@ def test_normalized_rounds_absolute_times_and_caps_deltas(tmp_path):
 
 def test_short_note_lasts_one_step_and_same_step_restrikes_merge(tmp_path):
     source = write_midi(tmp_path / "a.mid", [[on(0, 60), off(10, 60), on(20, 60), off(400, 60)]])
-    result = midi_to_chunks(source, EventSettings(grid=4))
+    result = midi_to_chunks(source, EventSettings(grid=4, tempo_map="drop"))
     assert result.chunks == ["0_no_60_80", "3_nf_60_0"]
 
 
@@ -173,7 +175,7 @@ def test_note_on_velocity_zero_is_note_off(tmp_path):
 def test_drums_dropped_unless_kept(tmp_path):
     source = write_midi(tmp_path / "a.mid", [[on(0, 60), off(480, 60)], [on(0, 36, 90, 9), off(120, 36, 0, 9)]])
     assert midi_to_chunks(source, RAW).chunks == ["0_no_60_80", "480_nf_60_0"]
-    kept = midi_to_chunks(source, EventSettings(raw=True, keep_drums=True)).chunks
+    kept = midi_to_chunks(source, EventSettings(raw=True, keep_drums=True, tempo_map="drop")).chunks
     assert kept == ["0_no_36_90", "0_no_60_80", "120_nf_36_0", "360_nf_60_0"]
 
 
@@ -238,7 +240,8 @@ def test_midi_to_notes_follows_tempo_map(tmp_path):
 def test_settings_dict_round_trip_and_checks():
     custom = EventSettings(raw=False, grid=8, max_delta_beats=2.5, velocity_bins=16, keep_drums=True)
     assert EventSettings.from_dict(json.loads(json.dumps(custom.to_dict()))) == custom
-    assert EventSettings.from_dict({}) == EventSettings()
+    # A dict saved before tempo and pedal chunks existed meant notes only, and still does.
+    assert EventSettings.from_dict({}) == EventSettings(tempo_map="drop", pedal="drop")
     for bad in [dict(grid=0), dict(grid=4.0), dict(velocity_bins=0), dict(velocity_bins=128), dict(max_delta_beats=0.2),
                 dict(max_delta_beats=float("inf")), dict(max_delta_beats="4")]:
         with pytest.raises(ValueError):

@@ -55,8 +55,8 @@ def run_tutorial(prefix, names):
 
 
 def tutorial_01():
-    """Tutorial 1: the vocabulary sizes, raw against normalized, and a piano roll."""
-    return run_tutorial("01", ["01-vocabulary.png", "01-piano-roll.png"])
+    """Tutorial 1: the vocabulary sizes, raw against normalized, and two piano rolls (one with the pedal)."""
+    return run_tutorial("01", ["01-vocabulary.png", "01-piano-roll.png", "01-pedal.png"])
 
 
 def tutorial_03():

@@ -41,6 +41,7 @@ import mido
 
 from lstm_from_scratch.atomic import atomic_write_bytes
 from lstm_from_scratch.errors import LstmMusicError
+from lstm_from_scratch.filenames import safe_file_name
 
 TICKS_PER_BEAT = 480  # ticks per quarter note; divisible by 2, 3, 4, 8 and 16
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
@@ -447,7 +448,7 @@ def export_bach_chorales(folder, limit=None, progress=None, on_skip=None):
         names = names[:limit]
     written = []
     for done, name in enumerate(names, start=1):
-        path = folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)) + ".mid")
+        path = folder / (safe_file_name(name) + ".mid")
         try:
             # The bytes music21's own .write("midi", fp=...) would put in a file, made in memory.
             data = music21_midi.music21ObjectToMidiFile(music21_corpus.parse(name)).writestr()

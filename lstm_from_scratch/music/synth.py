@@ -5,7 +5,9 @@ the notes are added together and the result is scaled to fit in [-1, 1]. ``write
 16-bit mono WAV file with the standard library's ``wave`` module.
 
 A note is anything with ``start`` and ``end`` (seconds), ``pitch`` (MIDI 0..127) and ``velocity``
-(1..127) attributes, such as ``events.Note`` from ``events.midi_to_notes``.
+(1..127) attributes, such as ``events.Note`` from ``events.midi_to_notes``. ``end`` is when the sound
+stops: for a piano with its sustain pedal, when the pedal lets the key go (``midi_to_notes(path,
+pedal=True)`` gives such notes, and ``render_midi_to_wav`` uses them).
 """
 import io
 import wave
@@ -142,13 +144,14 @@ def write_wav(samples, path, sample_rate=DEFAULT_SAMPLE_RATE):
 def render_midi_to_wav(midi_path, wav_path, sample_rate=DEFAULT_SAMPLE_RATE):
     """Render a MIDI file to a WAV file. Returns the samples, shape ``(N,)`` float32.
 
-    Notes come from ``events.midi_to_notes`` (tempo changes respected, drums dropped); raises
-    ``MidiError`` for a file that cannot be read.
+    Notes come from ``events.midi_to_notes`` with ``pedal=True``: tempo changes respected, drums
+    dropped, and a note released while the sustain pedal is down rings on until the pedal comes up,
+    as on a piano. Raises ``MidiError`` for a file that cannot be read.
     """
     from lstm_from_scratch.music import events  # here, so the synth works on notes without MIDI code
 
     try:
-        samples = render_notes(events.midi_to_notes(midi_path), sample_rate)
+        samples = render_notes(events.midi_to_notes(midi_path, pedal=True), sample_rate)
     except SynthError as error:
         raise SynthError(f"{midi_path}: {error}") from None
     write_wav(samples, wav_path, sample_rate)
