@@ -39,7 +39,7 @@ def train_steps(config, start_helper, B, steps=3, kill_at=None):
         for step in range(steps):
             if step == kill_at:
                 parallel.helper.kill()
-                parallel.helper.join()
+                parallel.helper.wait()
             loss, grads = parallel.loss(ids, targets)
             record.append((loss, {name: grad.copy() for name, grad in grads.items()}))
             clip_grad_norm(grads, 1.0)
@@ -209,3 +209,29 @@ def test_can_use_helper(variables, cores, expected, monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(data_parallel.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert data_parallel.can_use_helper() is expected
+
+
+UNGUARDED_SCRIPT = """
+import numpy as np
+from lstm_from_scratch.fast import DataParallel, FastModel
+print("the script ran", flush=True)          # no `if __name__ == "__main__":` guard, as in many notebooks' scripts
+model = FastModel({"vocab_size": 9, "layers": [{"type": "lstm", "hidden_size": 5}]})
+ids, targets = np.random.default_rng(0).integers(0, 9, (2, 6, 4))
+with DataParallel(model, start_helper=True) as parallel:
+    parallel.loss(ids, targets)
+    print("helper:", parallel.helper is not None, flush=True)
+"""
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path):
+    # Was: the helper, started by multiprocessing's spawn, imported the main script again and ran it
+    # from the top: every line of a user's script twice, and a helper that tried to start a helper.
+    import subprocess
+    import sys
+    script = tmp_path / "train_me.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["the script ran", "helper: True"]
+    assert "Warning" not in done.stderr and "Traceback" not in done.stderr

@@ -18,7 +18,8 @@ small calls slows the loop down; a process has its own interpreter and its own l
 **What the processes share.** One block of ``multiprocessing.shared_memory`` holds the weights, the
 second half's ids and targets, and the helper's gradients. Both models compute with the shared
 weights themselves, so the optimizer's update in this process is seen by the helper at once and
-nothing is copied at a step. Commands and replies go through a ``multiprocessing`` pipe.
+nothing is copied at a step. Commands and replies go through a ``multiprocessing`` pipe (a socket
+pair). The helper is a fresh Python started with ``subprocess``.
 
 **The same numbers, with or without the helper.** The batch is always split, and the halves always
 combined the same way; the helper only decides *where* the second half is computed. Without it (one
@@ -26,12 +27,17 @@ core, a small model, a BLAS running several threads, a helper that died) this pr
 second half itself, after the first, to the same numbers, bit for bit. The second half's dropout masks
 come from a generator seeded by one draw from ``model.rng``, in both cases.
 """
+import importlib
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 import warnings
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
+from multiprocessing.connection import Connection
+from pathlib import Path
 
 import numpy as np
 
@@ -87,17 +93,15 @@ def shared_layout(model, batch_numbers):
     return layout
 
 
-def shared_arrays(block, layout):
-    """The arrays of ``layout``, one after the other in the shared memory ``block``: {name: array}."""
+def shared_arrays(buffer, layout):
+    """(arrays, size): the arrays of ``layout`` one after the other in ``buffer`` (None: no arrays, to
+    measure), each starting on 64 bytes; and the bytes they take."""
     arrays, offset = {}, 0
     for name, (shape, dtype) in layout.items():
-        arrays[name] = np.ndarray(shape, dtype, buffer=block.buf, offset=offset)
-        offset += -(-arrays[name].nbytes // 64) * 64  # each array starts on 64 bytes
-    return arrays
-
-
-def layout_bytes(layout):
-    return sum(-(-int(np.prod(shape)) * np.dtype(dtype).itemsize // 64) * 64 for shape, dtype in layout.values())
+        if buffer is not None:
+            arrays[name] = np.ndarray(shape, dtype, buffer=buffer, offset=offset)
+        offset += -(-int(np.prod(shape)) * np.dtype(dtype).itemsize // 64) * 64
+    return arrays, offset
 
 
 def use_arrays(model, arrays):
@@ -108,13 +112,22 @@ def use_arrays(model, arrays):
             layer.params[key] = model.params[name] = arrays[f"param/{name}"]
 
 
-def serve(connection, model_class, config, dtype, block_name, layout):
-    """The helper process: a model on the shared weights, computing second halves until told to stop."""
+def serve(handle):
+    """The helper process: a model on the shared weights, computing second halves until told to stop.
+
+    ``handle`` is this process's end of the socket pair the main process made (a file descriptor);
+    its first message says what to build: the model's class, config and dtype, the shared block."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process, which stops us
     background.ENABLED = False  # the main process has the other core
-    block = attach(block_name)
-    arrays = shared_arrays(block, layout)
-    model = model_class(config, dtype)
+    connection = Connection(handle)
+    (module, name), config, dtype, block_name, layout = connection.recv()
+    try:  # the main process owns the block, and alone removes it at the end
+        block = shared_memory.SharedMemory(block_name, track=False)  # Python 3.13 and newer
+    except TypeError:  # older Pythons would remove it when this process ends: unless told not to
+        block = shared_memory.SharedMemory(block_name)
+        resource_tracker.unregister(block._name, "shared_memory")
+    arrays, _ = shared_arrays(block.buf, layout)
+    model = getattr(importlib.import_module(module), name)(config, dtype)
     use_arrays(model, arrays)
     connection.send("ready")
     try:
@@ -130,14 +143,6 @@ def serve(connection, model_class, config, dtype, block_name, layout):
         pass
 
 
-def attach(name):
-    """The shared block ``name``, made by the main process, which alone removes it at the end."""
-    try:
-        return shared_memory.SharedMemory(name, track=False)  # Python 3.13 and newer
-    except TypeError:  # older: it is registered with the main process's resource tracker once more
-        return shared_memory.SharedMemory(name)
-
-
 class DataParallel:
     """``loss(ids, targets)`` as two halves, the second in a helper process (see the module docstring).
 
@@ -146,13 +151,10 @@ class DataParallel:
     """
 
     def __init__(self, model, start_helper=None):
-        self.model = model
-        # None: start the helper once a step takes MIN_STEP_SECONDS, beside a one-thread BLAS on two
-        # or more cores; True or False: start it at the first step, or never.
-        self.start_helper = start_helper
-        self.helper = self.connection = self.block = self.arrays = None
-        self.private_params = None
-        self.decided = start_helper is False
+        # start_helper None: start it once a step takes MIN_STEP_SECONDS, beside a one-thread BLAS on
+        # two or more cores; True or False: start it at the first step, or never.
+        self.model, self.start_helper, self.decided = model, start_helper, start_helper is False
+        self.helper = self.connection = self.block = self.arrays = self.private_params = None
 
     def __enter__(self):
         return self
@@ -194,16 +196,23 @@ class DataParallel:
         self.decided = True
         layout = shared_layout(self.model, batch_numbers)
         try:
-            self.block = shared_memory.SharedMemory(create=True, size=layout_bytes(layout))
-            self.arrays = shared_arrays(self.block, layout)
-            context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads copied
-            self.connection, theirs = context.Pipe()
-            self.helper = context.Process(target=serve, daemon=True, name="lstm-music helper", args=(
-                theirs, type(self.model), self.model.config, self.model.dtype, self.block.name, layout))
-            self.helper.start()
+            self.block = shared_memory.SharedMemory(create=True, size=shared_arrays(None, layout)[1])
+            self.arrays, _ = shared_arrays(self.block.buf, layout)
+            # A fresh Python, as multiprocessing's spawn would start, but one that does not run this
+            # program's main script again (a script without `if __name__ == "__main__":` would run
+            # twice); the two ends of a socket pair are multiprocessing Connections.
+            self.connection, theirs = multiprocessing.Pipe()
+            paths = [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
+            code = f"from lstm_from_scratch.fast.data_parallel import serve; serve({theirs.fileno()})"
+            self.helper = subprocess.Popen(
+                [sys.executable, "-c", code], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))})
             theirs.close()
+            model_class = (type(self.model).__module__, type(self.model).__qualname__)
+            self.connection.send((model_class, self.model.config, self.model.dtype.str, self.block.name, layout))
             if not self.connection.poll(REPLY_SECONDS) or self.connection.recv() != "ready":
-                raise OSError("the helper did not start")
+                raise OSError("it did not start")
         except (OSError, EOFError) as error:
             self._give_up(error)
             return
@@ -213,7 +222,7 @@ class DataParallel:
         use_arrays(self.model, self.arrays)
 
     def _send(self, ids, targets, seed):
-        """Write the second half into the shared block and tell the helper; False if it is gone."""
+        """Write the second half into the shared block and tell the helper; False if it cannot."""
         if ids.size > self.arrays["ids"].size:  # a bigger batch than the block was made for
             return False
         self.arrays["ids"][:ids.size] = ids.reshape(-1)
@@ -236,22 +245,34 @@ class DataParallel:
             return half_loss(self.model, ids, targets, seed)
 
     def _give_up(self, error):
-        warnings.warn(HelperWarning(f"the helper process failed ({error or type(error).__name__}); "
-                                    f"training goes on in one process, to the same numbers"))
+        why = str(error) or type(error).__name__
+        if self.helper is not None:
+            self._stop()
+            said = self.helper.stderr.read().decode(errors="replace").strip().splitlines()
+            if said:  # the last line of the helper's own error, if it printed one
+                why += f"; it said: {said[-1]}"
+            self.helper = None
+        warnings.warn(HelperWarning(f"the helper process failed ({why}); training goes on in one "
+                                    f"process, to the same numbers"))
         self.close()
+
+    def _stop(self):  # tell the helper to end, and end it if it does not
+        try:
+            self.connection.send(None)
+        except OSError:
+            pass
+        try:
+            self.helper.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.helper.kill()
+            self.helper.wait()
+        self.connection.close()
 
     def close(self):
         """Stop the helper and give the model its private weight arrays back, with the shared values."""
         if self.helper is not None:
-            try:
-                self.connection.send(None)
-            except OSError:
-                pass
-            self.helper.join(timeout=5)
-            if self.helper.is_alive():
-                self.helper.kill()
-                self.helper.join()
-            self.connection.close()
+            self._stop()
+            self.helper.stderr.close()
             self.helper = None
         if self.private_params is not None:
             for name, private in self.private_params.items():
@@ -267,7 +288,10 @@ class DataParallel:
 
 def can_use_helper():
     """True on two or more usable cores when NumPy's BLAS computes on one thread (``lstm-music`` sets
-    ``OPENBLAS_NUM_THREADS=1``): a BLAS spreading each product over every core would fight the helper."""
+    ``OPENBLAS_NUM_THREADS=1``): a BLAS spreading each product over every core would fight the helper.
+    (And on POSIX systems only, where a new process can be handed one end of a socket pair.)"""
+    if os.name != "posix":
+        return False
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     one_thread = any(os.environ.get(name, "").strip() == "1"
                      for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"))
