@@ -50,21 +50,23 @@ REPLY_SECONDS = 120.0  # a helper silent for this long is given up on
 
 
 class HelperWarning(UserWarning):
-    """The helper process failed; training goes on in this process alone, to the same numbers."""
+    """The helper process failed; training goes on in this process, to the same numbers."""
 
 
 def split_batch(ids, targets):
-    """((ids_1, targets_1), (ids_2, targets_2), w): the two halves of ids (T, B) and targets (T, B)
-    (or (B,) for output "last"), and w = B1 / B, the first half's share."""
+    """((ids_1, targets_1), (ids_2, targets_2), w): the halves of ids (T, B) and targets (T, B) (or
+    (B,) for output "last"), and w = B1 / B, the first half's share."""
     first = -(-ids.shape[1] // 2)
     return (ids[:, :first], targets[..., :first]), (ids[:, first:], targets[..., first:]), first / ids.shape[1]
 
 
 def combine(first, second, weight):
-    """weight * first + (1 - weight) * second, written into ``first`` and returned (``second`` is
-    only read). The same in-place steps in every case, so the result never depends on the process."""
-    first *= weight
-    first += (1 - weight) * second
+    """weight * first + (1 - weight) * second, in place in ``first`` (returned): (first * weight / (1 -
+    weight) + second) * (1 - weight). The same steps whichever process computed a half."""
+    if weight != 0.5:  # (a multiplication by exactly 1 changes nothing: skipped)
+        first *= weight / (1 - weight)
+    first += second
+    first *= 1 - weight
     return first
 
 
@@ -249,8 +251,7 @@ class DataParallel:
         if self.helper is not None:
             self._stop()
             said = self.helper.stderr.read().decode(errors="replace").strip().splitlines()
-            if said:  # the last line of the helper's own error, if it printed one
-                why += f"; it said: {said[-1]}"
+            why += f"; it said: {said[-1]}" if said else ""  # the last line of its own error
             self.helper = None
         warnings.warn(HelperWarning(f"the helper process failed ({why}); training goes on in one "
                                     f"process, to the same numbers"))
