@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from lstm_from_scratch.fast import DataParallel, FastLSTM, FastModel, background  # noqa: E402
 from lstm_from_scratch.fast.losses import softmax_cross_entropy as fused_loss  # noqa: E402
+from lstm_from_scratch.fast import lstm as fast_lstm  # noqa: E402
 from lstm_from_scratch.fast.lstm import scatter_add_rows_fast  # noqa: E402
 from lstm_from_scratch.fast.optim import FastAdam  # noqa: E402
 from lstm_from_scratch.nn.layers import scatter_add_rows  # noqa: E402
@@ -98,6 +99,21 @@ def out_pair(rng):
         np.multiply(i, g, out=product)
         np.add(new_c, product, out=new_c)
     return plain, fast
+
+
+def row_block_pair(rng):
+    """Idea 3's row blocks: a FastLSTM forward and backward at B = 24, its step products as one call
+    (SPLIT_SMALL_PRODUCTS off) against two blocks of 12 rows."""
+    ids = rng.integers(0, V, (T, B))
+    dhs = rng.standard_normal((T, B, H)).astype(np.float32)
+    layer = FastLSTM(V, H, rng=0)
+
+    def run(split):
+        fast_lstm.SPLIT_SMALL_PRODUCTS = split
+        layer.forward(ids)
+        layer.backward(dhs)
+        fast_lstm.SPLIT_SMALL_PRODUCTS = True
+    return lambda: run(False), lambda: run(True)
 
 
 def scatter_pair(rng):
@@ -177,7 +193,8 @@ def one_round(rng):
     background.ENABLED = False
     figures = {}
     for name, make, repeats in (("1 gates", gates_pair, 2000), ("2 layout", layout_pair, 2000),
-                                ("3 out=", out_pair, 2000), ("5 scatter", scatter_pair, 20),
+                                ("3 out=", out_pair, 2000), ("3 row blocks", row_block_pair, 10),
+                                ("5 scatter", scatter_pair, 20),
                                 ("6 loss", loss_pair, 20), ("10 optimizer", optimizer_pair, 20),
                                 ("1-5 layer", layer_pair, 5)):
         plain, fast = make(rng)
@@ -220,7 +237,9 @@ def main():
     print("|---|---|---|---|---|")
     described = {
         "1 gates": "the gates of one step, (B, 4H)", "2 layout": "one gate product, (B, H)",
-        "3 out=": "the cell update of one step", "5 scatter": "dWx for one-hot input",
+        "3 out=": "the cell update of one step",
+        "3 row blocks": "FastLSTM forward + backward, its step product in one call vs row blocks",
+        "5 scatter": "dWx for one-hot input",
         "6 loss": "softmax cross-entropy, (T, B, V)", "10 optimizer": "one Adam step, every weight",
         "1-5 layer": "one LSTM layer, forward + backward",
         "1-6, 10 step": "a training step: plain Model vs FastModel and FastAdam, no worker",

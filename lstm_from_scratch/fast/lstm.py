@@ -27,7 +27,8 @@ measured in ``benchmarks/README.md`` ("What each idea buys"):
    multi-megabyte arrays cost page faults at every call. Every view a step uses (``by_step[t]``,
    ``K[:, t]``, a reshape) is made once too (``_step_views``), since each index makes a new array
    object. The input projection of all steps is one row gather, ``(Wx + b)[ids]``, before the loop,
-   with the scale and b added in the table or in the rows gathered, whichever is smaller.
+   with the scale and b added in the table or in the rows gathered, whichever is smaller. The
+   step's product runs as row blocks small enough for OpenBLAS's one-thread kernel (``row_blocks``).
 4. **Backward moves every factor that does not depend on the recurrence out of the loop**, computed
    for all T at once: with s' the gate derivatives (i(1-i), f(1-f), 1-g^2, o(1-o))::
 
@@ -87,23 +88,22 @@ def scatter_add_rows_fast(ids, dout, num_rows):
     return dW
 
 
-# OpenBLAS's AVX-512 ("SkylakeX") kernels multiply matrices of at most 10^6 multiply-adds on one thread
-# with a kernel made for small shapes; above that they pack the matrices and split the work across
-# threads. For the step product (24, 128) @ (128, 512), 1.6 * 10^6, that split costs more than it
-# saves, and it stalls whenever another program holds one of the cores. So the loops below run it
-# as row blocks under 10^6 (two blocks of 12 rows here): the same arithmetic, on one thread. Other
-# kernels (OpenBLAS forced to Haswell, for example) have no such path, and there one call is faster.
+# OpenBLAS multiplies a matrix product of at most 10^6 multiply-adds on one thread, with a kernel
+# made for small shapes; above that it packs the matrices and splits the work across threads. For
+# the step product (24, 128) @ (128, 512), 1.6 * 10^6, packing and splitting cost more than they
+# save, and a split stalls whenever another program holds one of the cores. So the loops run such a
+# product as row blocks under 10^6 (two blocks of 12 rows here): the same arithmetic, so the same
+# numbers. What it buys is measured in benchmarks/README.md; on a BLAS without that small-shape
+# kernel it may buy nothing, and SPLIT_SMALL_PRODUCTS = False turns it off.
 SMALL_PRODUCT = 10**6
-
-
-SPLIT_SMALL_PRODUCTS = True  # (under measurement)
+SPLIT_SMALL_PRODUCTS = True
 
 
 def row_blocks(rows, inner, cols, max_blocks=4):
     """Slices that cut ``rows`` into the fewest equal blocks whose (block, inner) @ (inner, cols)
     products each have at most ``SMALL_PRODUCT`` multiply-adds; one block if that needs more than
-    ``max_blocks`` (then the product is big enough to use the threads well), or if the BLAS has no
-    small-matrix kernel (``SPLIT_SMALL_PRODUCTS`` is False)."""
+    ``max_blocks`` (then the product is big enough to use the threads well), or when
+    ``SPLIT_SMALL_PRODUCTS`` is False."""
     per_block = max(1, SMALL_PRODUCT // max(1, inner * cols))
     count = -(-rows // per_block)
     if not SPLIT_SMALL_PRODUCTS or count <= 1 or count > max_blocks:
