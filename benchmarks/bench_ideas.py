@@ -7,11 +7,10 @@ the old way and the new way alternated, so that the ratios compare like with lik
 
 - ideas 1-3 and 5-6: the piece of work alone, the plain engine's way against the fast engine's;
 - ideas 1-5 together: one LSTM layer's forward and backward, ``nn.lstm.LSTM`` against ``FastLSTM``;
-- the whole training step (forward, backward, Adam), engine against engine: the plain ``Model``
-  with ``nn.optim.Adam``, ``FastModel`` with ``FastAdam`` and the worker thread off, with it on
-  (idea 7), and ``fast.DataParallel`` with a helper process (idea 8);
-- idea 9: one generated token, ``Model.step`` against ``FastModel.step``;
-- idea 10: one Adam step over the model's weights, ``nn.optim.Adam`` against ``fast.optim.FastAdam``.
+- the whole training step (forward, backward, Adam), engine against engine: the plain ``Model``,
+  ``FastModel`` with the worker thread off, with it on (idea 7), and ``fast.DataParallel`` with a
+  helper process (idea 8);
+- idea 9: one generated token, ``Model.step`` against ``FastModel.step``.
 
 Like ``lstm-music``, NumPy's BLAS runs one thread (set before NumPy is imported).
 
@@ -34,7 +33,6 @@ from lstm_from_scratch.fast import DataParallel, FastLSTM, FastModel, background
 from lstm_from_scratch.fast.losses import softmax_cross_entropy as fused_loss  # noqa: E402
 from lstm_from_scratch.fast import lstm as fast_lstm  # noqa: E402
 from lstm_from_scratch.fast.lstm import scatter_add_rows_fast  # noqa: E402
-from lstm_from_scratch.fast.optim import FastAdam  # noqa: E402
 from lstm_from_scratch.nn.layers import scatter_add_rows  # noqa: E402
 from lstm_from_scratch.nn.losses import softmax_cross_entropy  # noqa: E402
 from lstm_from_scratch.nn.lstm import LSTM, sigmoid  # noqa: E402
@@ -135,19 +133,6 @@ def loss_pair(rng):
     return lambda: softmax_cross_entropy(logits, targets), fast
 
 
-def optimizer_pair(rng):
-    """Idea 10: one Adam step over the model's weights (V = 400: 332,800 numbers), plain against fast."""
-    params = {"Wx": rng.standard_normal((V, 4 * H)).astype(np.float32),
-              "Wh": rng.standard_normal((H, 4 * H)).astype(np.float32),
-              "W": rng.standard_normal((H, V)).astype(np.float32)}
-    grads = {name: rng.standard_normal(value.shape).astype(np.float32) for name, value in params.items()}
-    pairs = []
-    for optimizer in (Adam(1e-3), FastAdam(1e-3)):
-        mine = {name: value.copy() for name, value in params.items()}
-        pairs.append(lambda optimizer=optimizer, mine=mine: optimizer.step(mine, grads))
-    return pairs
-
-
 def layer_pair(rng):
     """Ideas 1-5 together: one LSTM layer, forward and backward, on one-hot ids; worker thread off."""
     ids = rng.integers(0, V, (T, B))
@@ -165,8 +150,7 @@ CONFIG = {"vocab_size": V, "input": "onehot", "layers": [{"type": "lstm", "hidde
 
 def training_step(model_class, rng, processes=1):
     """One training step as train.py takes it (no clipping): a function, and the DataParallel to close."""
-    model = model_class(CONFIG)
-    optimizer = Adam(1e-3) if model_class is Model else FastAdam(1e-3)
+    model, optimizer = model_class(CONFIG), Adam(1e-3)
     ids, targets = rng.integers(0, V, (2, T, B))
     parallel = DataParallel(model, start_helper=True) if processes == 2 else None
     batch_loss = model.loss if parallel is None else parallel.loss
@@ -195,8 +179,7 @@ def one_round(rng):
     for name, make, repeats in (("1 gates", gates_pair, 2000), ("2 layout", layout_pair, 2000),
                                 ("3 out=", out_pair, 2000), ("3 row blocks", row_block_pair, 10),
                                 ("5 scatter", scatter_pair, 20),
-                                ("6 loss", loss_pair, 20), ("10 optimizer", optimizer_pair, 20),
-                                ("1-5 layer", layer_pair, 5)):
+                                ("6 loss", loss_pair, 20), ("1-5 layer", layer_pair, 5)):
         plain, fast = make(rng)
         figures[name] = (seconds(plain, repeats), seconds(fast, repeats))
     steps = {}
@@ -212,7 +195,7 @@ def one_round(rng):
             if parallel is not None:
                 parallel.close()
     background.ENABLED = True
-    figures["1-6, 10 step"] = (steps["plain"], steps["fast, no worker"])
+    figures["1-6 step"] = (steps["plain"], steps["fast, no worker"])
     figures["7 worker"] = (steps["fast, no worker"], steps["fast"])
     figures["8 processes"] = (steps["fast"], steps["fast, 2 processes"])
     figures["all, step"] = (steps["plain"], steps["fast, 2 processes"])
@@ -240,9 +223,8 @@ def main():
         "3 out=": "the cell update of one step",
         "3 row blocks": "FastLSTM forward + backward, its step product in one call vs row blocks",
         "5 scatter": "dWx for one-hot input",
-        "6 loss": "softmax cross-entropy, (T, B, V)", "10 optimizer": "one Adam step, every weight",
-        "1-5 layer": "one LSTM layer, forward + backward",
-        "1-6, 10 step": "a training step: plain Model vs FastModel and FastAdam, no worker",
+        "6 loss": "softmax cross-entropy, (T, B, V)", "1-5 layer": "one LSTM layer, forward + backward",
+        "1-6 step": "a training step: plain Model vs FastModel, no worker",
         "7 worker": "a training step: worker thread off vs on",
         "8 processes": "a training step: one process vs two",
         "all, step": "a training step: plain engine vs fast engine as lstm-music runs it",

@@ -48,18 +48,6 @@ def make_model(config, engine="plain", dtype=np.float32, seed=0):
     return model_class(engine)(config, dtype=dtype, seed=seed)
 
 
-def make_optimizer(name, lr, engine="plain", **settings):
-    """The optimizer ``name`` ("sgd", "adam" or "rmsprop") of ``engine``: ``nn.optim``'s, or the fast
-    engine's (``fast/optim.py``: the same rules and state, in fewer passes over memory)."""
-    from .nn.optim import make_optimizer as plain_optimizer
-    optimizer = plain_optimizer(name, lr, **settings)  # checks the name and the settings
-    check_engine(engine)
-    if engine == "plain":
-        return optimizer
-    from .fast.optim import OPTIMIZERS
-    return OPTIMIZERS[optimizer.name](lr=lr, **settings)
-
-
 def describe(engine, processes=1):
     """One line saying which engine computes, for people: what ``lstm-music`` prints first."""
     if engine == "plain":

@@ -43,10 +43,10 @@ from .data import (DataError, Transposition, count_windows, iterate_batches, num
                    unigram_baseline, windows_from_sequences)
 from .errors import LstmMusicError
 from .music.events import EventSettings, pitch_range, transpose_chunk
-from .engines import EngineError, check_engine, make_model, make_optimizer
+from .engines import EngineError, check_engine, make_model
 from .music.vocab import UnknownTokenError, Vocabulary, VocabularyError
 from .nn.model import validate_config
-from .nn.optim import clip_grad_norm
+from .nn.optim import clip_grad_norm, make_optimizer
 
 CHECKPOINT_KIND = "lstm_from_scratch.run"
 EVAL_BATCH_SIZE = 256  # validation has no backward pass, so bigger batches are cheap ...
@@ -383,7 +383,7 @@ def train(dataset, model_config, config, run_dir, progress=True, on_epoch=None, 
                                                         f"config: {error}") from None
         raise ConfigError(str(error)) from None
     optimizer_settings = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
-    optimizer = make_optimizer(config.optimizer, config.lr, engine, **optimizer_settings)
+    optimizer = make_optimizer(config.optimizer, config.lr, **optimizer_settings)
     shuffle_rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(2)[1])
     run = _RunState(model, optimizer, shuffle_rng, dataset, config, run_dir, engine, processes)
     if resume:

