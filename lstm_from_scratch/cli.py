@@ -37,12 +37,13 @@ MAX_SIZE = 100_000
 # larger rate than the adaptive methods, which divide each step by a running gradient size.
 COMPARE_LRS = {"sgd": 2.0, "adam": 0.01, "rmsprop": 0.01}
 
-# The demo: small enough for two minutes on two cores, big enough to beat the unigram baseline.
+# The demo: small enough for a short wait on two cores, big enough to beat the unigram baseline.
 # Moving each training tune into other keys (--transpose) is what lets a net trained on a dozen tunes
-# predict the held-out ones: without it the validation loss stays near the baseline.
+# predict the held-out ones: without it the validation loss stays near the baseline. Each epoch is
+# one pass over the tunes' windows, each in a random key, so it takes many short epochs.
 DEMO_MODEL = {"input": "onehot", "layers": [{"type": "lstm", "hidden_size": 128},
                                             {"type": "dropout", "rate": 0.3}], "output": "sequence"}
-DEMO_TRAINING = {"optimizer": "adam", "lr": 0.005, "epochs": 6, "batch_size": 32, "seq_len": 32,
+DEMO_TRAINING = {"optimizer": "adam", "lr": 0.005, "epochs": 40, "batch_size": 32, "seq_len": 32,
                  "step": 8, "clip": 5.0, "seed": 0, "val_fraction": 0.15, "transpose": 5}
 TINY_MODEL = {"input": "onehot", "layers": [{"type": "lstm", "hidden_size": 8}], "output": "sequence"}
 TINY_TRAINING = {**DEMO_TRAINING, "epochs": 1, "seq_len": 8, "step": 32, "transpose": 0}
@@ -1057,10 +1058,13 @@ def run_demo(args):
 
 def _made_by_demo(meta):
     """Whether checkpoint metadata comes from an earlier demo (which a new demo may replace)."""
-    from .train import TrainConfig
+    from .train import RESUMABLE, ConfigError, TrainConfig
     if not isinstance(meta.get("train_config"), dict):
         return False
-    ignored = {"epochs": None, "processes": None}  # (runs from before --processes lack that key)
-    made_with = {**meta["train_config"], **ignored}
-    return any(made_with == {**TrainConfig(**training).to_dict(), **ignored}
+    try:  # (older demos lack the newer fields: they take their defaults)
+        made_with = TrainConfig.from_dict(meta["train_config"]).to_dict()
+    except (ConfigError, TypeError):
+        return False
+    ignored = {name: None for name in RESUMABLE}  # --epochs may have differed
+    return any({**made_with, **ignored} == {**TrainConfig(**training).to_dict(), **ignored}
                for training in (DEMO_TRAINING, TINY_TRAINING))

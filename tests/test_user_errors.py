@@ -220,6 +220,15 @@ def test_demo_replaces_an_earlier_demo_but_never_a_training_run(tmp_path, traine
     demo = tmp_path / "demo"
     assert cli.main(["demo", "--tiny", "--out", str(demo)]) == 0
     assert cli.main(["demo", "--tiny", "--out", str(demo)]) == 0  # running the demo again is fine
+    # A demo made by an older version (its train config without the newer fields, with "processes")
+    # is a demo too: replaced, not refused.
+    def as_older_version(meta):
+        for name in ("minutes", "patience", "validate_every", "save_every"):
+            del meta["train_config"][name]
+        meta["train_config"]["processes"] = 2
+    for name in ("last.npz", "best.npz"):
+        edited_checkpoint(demo / name, demo / name, as_older_version)
+    assert cli.main(["demo", "--tiny", "--out", str(demo)]) == 0
 
 
 # ----------------------------------------------------------------------------------------------
