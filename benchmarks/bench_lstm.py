@@ -265,6 +265,7 @@ def measure(V, args):
                                   ("numpy_train", "torch_train_embedding", "train_embedding"),
                                   ("numpy_train_embedding", "torch_train_embedding", "train_same_embedding"),
                                   ("plain_train", "torch_train_onehot", "plain_train_onehot"),
+                                  ("plain_train", "torch_train_embedding", "plain_train_embedding"),
                                   ("numpy_generate", "torch_generate_onehot", "generate_onehot"),
                                   ("numpy_generate", "torch_generate_embedding", "generate_embedding"),
                                   ("plain_generate", "torch_generate_onehot", "plain_generate_onehot")):
@@ -297,7 +298,7 @@ def print_table(rows, info, command):
     lines = (("training vs one-hot `nn.LSTM`", "numpy_train", "plain_train", "torch_train_onehot",
               "train_onehot", "plain_train_onehot"),
              ("training vs `Embedding(V, 64)` + `nn.LSTM`", "numpy_train", "plain_train",
-              "torch_train_embedding", "train_embedding", None),
+              "torch_train_embedding", "train_embedding", "plain_train_embedding"),
              ("generation, batch 1, vs one-hot", "numpy_generate", "plain_generate",
               "torch_generate_onehot", "generate_onehot", "plain_generate_onehot"))
 
