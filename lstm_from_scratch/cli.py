@@ -37,6 +37,11 @@ MAX_SIZE = 100_000
 # larger rate than the adaptive methods, which divide each step by a running gradient size.
 COMPARE_LRS = {"sgd": 2.0, "adam": 0.01, "rmsprop": 0.01}
 
+# `train` moves each window into a random key, up to this many semitones, unless told otherwise: on
+# the Bach chorales it beat the same time budget without it, which over-fitted (benchmarks/README.md,
+# "Training on a real folder").
+TRAIN_TRANSPOSE = 5
+
 # The demo: small enough for a short wait on two cores, big enough to beat the unigram baseline.
 # Moving each training tune into other keys (--transpose) is what lets a net trained on a dozen tunes
 # predict the held-out ones: without it the validation loss stays near the baseline. Each epoch is
@@ -187,7 +192,8 @@ def _add_training_options(parser, optimizer=True):
     group.add_argument("--val-fraction", type=float, metavar="F",
                        help="share of files held out for validation (default 0.1)")
     group.add_argument("--transpose", type=int, metavar="N",
-                       help="also train on each piece moved by -N..+N semitones (default 0)")
+                       help="move each training window into a random key, up to N semitones up or down, "
+                            f"each time it is batched (train: default {TRAIN_TRANSPOSE}; compare: 0)")
 
 
 def _add_engine_options(parser, training=True):
@@ -621,7 +627,7 @@ def run_train(args):
 
     engine = engine_choice(args)
     settings = event_settings(args)
-    config = train_config(args)
+    config = train_config(args, base={"transpose": TRAIN_TRANSPOSE})
     model = model_config(args)
     run_dir = check_folder(args.out if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
     refuse_existing_run(run_dir, hint=f", or continue it with --resume {run_dir}")
