@@ -352,3 +352,21 @@ def test_builtin_means_the_package_corpus_even_beside_a_folder_of_that_name(tmp_
     out = capsys.readouterr().out
     assert "loaded the built-in corpus" in out and "write ./builtin for that" in out
     assert (tmp_path / "a.txt").read_bytes() == (tmp_path / "b.txt").read_bytes()
+
+
+def test_a_second_signal_still_says_how_to_continue(tmp_path, midi_folder, capsys, monkeypatch):
+    # Was: three quick Ctrl-Cs printed only "error: interrupted", without the command that continues
+    # the run, although last.npz had been saved.
+    from lstm_from_scratch import train as train_module
+    real_train = train_module.train
+    run = tmp_path / "run"
+
+    def saved_then_stopped_at_once(*args, **kwargs):
+        real_train(*args, **kwargs)  # a run that saved
+        raise KeyboardInterrupt  # and then the second Ctrl-C, mid-batch
+
+    monkeypatch.setattr(train_module, "train", saved_then_stopped_at_once)
+    assert cli.main(["train", str(midi_folder), *TINY, "--epochs", "1", "--out", str(run)]) == 130
+    err = capsys.readouterr().err
+    assert f"the last save is {run / 'last.npz'} (after epoch 1)" in err
+    assert f"continue with: lstm-music train {midi_folder} --resume {run}" in err
