@@ -594,7 +594,7 @@ class _TrainingReport:
 
 
 def run_train(args):
-    from .train import RESUMABLE, load_run, run_settings
+    from .train import RESUMABLE, check_same_data, data_fingerprint, load_run, run_settings
 
     if args.resume is not None:
         changed = [name for name in ("preset", "hidden", "layers", "dropout", "embedding", "optimizer",
@@ -620,6 +620,9 @@ def run_train(args):
         _refuse_finished(path, meta, config)
         say(describe(engine, processes))
         sequences, settings = load_pieces(args.data, settings)
+        # Other data is refused here, saying which pieces differ, before encoding it with the run's
+        # vocabulary (which would fail on the first chunk it does not know).
+        check_same_data(meta, data_fingerprint(sequences, settings), path)
         dataset = prepare(args.data, sequences, settings, config, vocab=vocab)
         say(f"resuming {path} {where(meta['epoch'], meta['batch'])}")
         return _train_and_report(args.data, dataset, meta["model_config"], config, Path(args.resume), True,

@@ -103,9 +103,12 @@ def test_resume_with_other_data_is_refused(tmp_path, trained_run, capsys):
     other = tmp_path / "other"
     other.mkdir()
     write_tune(other / "low.mid", [40, 43, 47] * 20)
+    before = {path.name: path.read_bytes() for path in trained_run.iterdir()}
     assert cli.main(["train", str(other), "--resume", str(trained_run), "--epochs", "3"]) == 1
     line = one_error_line(capsys)
-    assert "vocabulary" in line
+    # what differs, in the run's pieces' names (not the first unknown chunk of the new data)
+    assert "not the data the run was trained on" in line and "missing" in line and "new (low.mid)" in line
+    assert {path.name: path.read_bytes() for path in trained_run.iterdir()} == before  # nothing written
 
 
 def test_resume_continues_and_refuses_changed_settings(trained_run, midi_folder, capsys):
