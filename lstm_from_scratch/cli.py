@@ -212,8 +212,8 @@ def build_parser():
         prog="lstm-music", description="A hand-written NumPy LSTM that learns music from MIDI.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  lstm-music demo                      # about a minute: train, play, plot\n"
-               "  lstm-music train builtin --transpose 5 --epochs 6 --out runs/tunes\n"
+               "  lstm-music demo                      # train, compose, play, plot, report.html\n"
+               "  lstm-music train builtin --minutes 2 --out runs/tunes\n"
                "  lstm-music generate runs/tunes/best.npz -o piece.mid --wav --plot\n"
                "  lstm-music COMMAND --help            # the options of one command")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
