@@ -66,8 +66,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write, atomic_write_text
-from .checkpoint import save_checkpoint
-from .errors import LstmMusicError
+from .checkpoint import CheckpointError, save_checkpoint
 from .nn.layers import Dense, Dropout, Embedding, LastStep, OneHot
 from .nn.lstm import LSTM
 from .nn.model import Model
@@ -79,16 +78,9 @@ FORMAT_VERSION = 1
 AS_IS, TRANSPOSED, SECOND_BIAS = "as is", "transposed", "second bias"
 
 
-class ExportError(LstmMusicError):
-    """An export that cannot be written or read back. ``str(error)`` is ``f"{path}: {reason}"``."""
-
-    def __init__(self, path, reason):
-        super().__init__(None if path is None else str(path), reason)
-        self.path = None if path is None else str(path)
-        self.reason = " ".join(str(reason).split())  # always one line
-
-    def __str__(self):
-        return self.reason if self.path is None else f"{self.path}: {self.reason}"
+class ExportError(CheckpointError):
+    """An export (a file of weights, like a checkpoint) that cannot be written or read back.
+    ``str(error)`` is ``f"{path}: {reason}"``."""
 
 
 # ----------------------------------------------------------------------------------------------

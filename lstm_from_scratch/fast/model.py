@@ -23,7 +23,7 @@ NumPy lets go of Python's lock inside matrix products, so the two threads use tw
 import numpy as np
 
 from ..nn.layers import Dense, Embedding, OneHot
-from ..nn.model import Model, parameter_name
+from ..nn.model import Model
 from .background import background
 from .losses import softmax_cross_entropy
 from .lstm import FastLSTM, scatter_add_rows_fast
@@ -91,9 +91,7 @@ class FastModel(Model):
                 dout = layer.backward(dout)
         for job in pending:
             job.result()  # wait for it; re-raises here any error from the thread
-        for index, layer in enumerate(self.layers):
-            for key, value in layer.grads.items():
-                self.grads[parameter_name(index, layer, key)] = value
+        self.collect_grads()
 
     def loss(self, ids, targets, training=True):
         """As ``Model.loss``: (loss, grads) for ids (T, B) and targets (T, B), or (B,) for output "last"."""

@@ -126,7 +126,10 @@ class Model:
         dout = dlogits
         for layer in reversed(self.layers):
             dout = layer.backward(dout)  # the gradient for the layer below (None below the ids)
-        # Each backward put new arrays in its layer's grads: collect them under the model's names.
+        self.collect_grads()
+
+    def collect_grads(self):
+        """Each layer's backward put new arrays in its ``grads``: file them under the model's names."""
         for index, layer in enumerate(self.layers):
             for key, value in layer.grads.items():
                 self.grads[parameter_name(index, layer, key)] = value
