@@ -45,7 +45,7 @@ holds PyTorch's own names and shapes, and a stock ``nn.LSTM`` loads them. The pr
 product at each step. We considered putting ``Wx`` into an ``nn.Embedding(V, 4H)`` in front of the
 LSTM instead, and decided against it: ``nn.LSTM`` has no way to take gate inputs already computed,
 so it would still need an input weight, a (4H, 4H) identity that costs more than the one-hot product
-whenever V < 4H (294 < 512 for the built-in tunes at H = 128) and that PyTorch would train unless
+whenever V < 4H (299 < 512 for the built-in tunes at H = 128) and that PyTorch would train unless
 frozen; the other way, a hand-written LSTM cell, gives up the fused LSTM kernels a student moves to
 PyTorch for. For a vocabulary of thousands, train with ``"input": "embedding"`` (``--embedding``):
 it maps one to one onto ``nn.Embedding`` and ``nn.LSTM``.
