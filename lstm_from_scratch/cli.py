@@ -32,8 +32,9 @@ EXIT_INPUT, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 # needs 160 GB of weights): bigger numbers would only fail later, inside NumPy, with a traceback.
 MAX_SIZE = 100_000
 
-# Learning rates `compare` uses unless told otherwise. Measured on the built-in corpus (LSTM 64,
-# --transpose 5, 4 epochs, clip 5): the best of a few tries each. SGD (momentum 0.9) needs a far
+# Learning rates `compare` uses unless told otherwise. Chosen on the built-in corpus (LSTM 64,
+# --transpose 5, clip 5; 4 epochs when every key was stored, about 40 of today's): the best of a few
+# tries each, and README's comparison at 40 epochs still shows them in a fair race. SGD (momentum 0.9) needs a far
 # larger rate than the adaptive methods, which divide each step by a running gradient size.
 COMPARE_LRS = {"sgd": 2.0, "adam": 0.01, "rmsprop": 0.01}
 
