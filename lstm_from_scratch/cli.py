@@ -623,7 +623,7 @@ def run_train(args):
         sequences, settings = load_pieces(args.data, settings)
         # Other data is refused here, saying which pieces differ, before encoding it with the run's
         # vocabulary (which would fail on the first chunk it does not know).
-        check_same_data(meta, data_fingerprint(sequences, settings), path)
+        check_same_data(meta, data_fingerprint(sequences, settings), path, data=args.data)
         dataset = prepare(args.data, sequences, settings, config, vocab=vocab)
         say(f"resuming {path} {where(meta['epoch'], meta['batch'])}")
         return _train_and_report(args.data, dataset, meta["model_config"], config, Path(args.resume), True,

@@ -645,10 +645,11 @@ class _RunState:
             plot_loss_curves(self.history, self.run_dir / "loss.png", baseline=self.dataset.baseline)
 
 
-def check_same_data(meta, fingerprint, path):
+def check_same_data(meta, fingerprint, path, data="the data given"):
     """Raise ``CheckpointError`` naming ``path`` when ``fingerprint`` (``data_fingerprint`` of the data
-    given now) is not that of the run's training data, saying what differs. Runs from before the
-    fingerprint was kept are let through (their vocabulary is still checked)."""
+    given now, called ``data`` in the message) is not that of the run's training data, saying what
+    differs. Runs from before the fingerprint was kept are let through (their vocabulary is still
+    checked)."""
     stored = meta.get("data")
     if not isinstance(stored, dict) or fingerprint is None:
         return
@@ -665,9 +666,9 @@ def check_same_data(meta, fingerprint, path):
     changed = sorted(name for name in set(then) & set(now) if then[name] != now[name])
     parts = [f"{len(names)} {what} ({_names(names)})" for what, names in
              (("missing", missing), ("new", new), ("changed", changed)) if names]
-    raise CheckpointError(path, f"this is not the data the run was trained on ({len(then)} "
+    raise CheckpointError(path, f"{data} is not the data the run was trained on ({len(then)} "
                                 f"{_plural(len(then), 'piece')}): " + ", ".join(parts)
-                          + "; give the same DATA to resume, or train a new run with --out")
+                          + "; give the same DATA to --resume, or train a new run with --out")
 
 
 def _settings_of(data):

@@ -491,7 +491,7 @@ def test_resume_with_other_data_gives_advice_for_the_command_line(tmp_path, midi
     (run / "last.npz").write_bytes((trained_run / "last.npz").read_bytes())
     assert cli.main(["train", str(other), "--resume", str(run), "--epochs", "3"]) == 1
     line = one_error_line(capsys)
-    assert str(other) in line and "low.mid" in line and "vocabulary" in line and "--resume" in line
+    assert str(other) in line and "low.mid" in line and "not the data" in line and "--resume" in line
     assert "unknown=" not in line
 
 
