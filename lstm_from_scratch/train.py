@@ -15,13 +15,15 @@ Two steps, so each can be read (and tested) on its own:
    "fast" (``fast/``; with ``processes=2`` the loss of each batch comes from
    ``fast.DataParallel.loss``, as two halves in two processes). The step is the same three lines.
 
-   After each epoch it measures the validation loss, perplexity and next-token accuracy, appends a
-   record to the history and writes ``RUN_DIR/last.npz`` (and ``best.npz`` when validation improved),
-   ``history.json`` and ``history.csv``; at the end it draws ``loss.png``.
+   After each epoch, and every ``validate_every`` seconds inside one, it measures the validation
+   loss, perplexity and next-token accuracy, appends a record to the history and writes
+   ``RUN_DIR/last.npz`` (and ``best.npz`` when validation improved), ``history.json`` and
+   ``history.csv``; at the end it draws ``loss.png``. It stops after ``epochs``, after ``minutes``, when
+   ``patience`` validations have not improved, or at a signal (Ctrl-C, SIGTERM, SIGHUP), which saves.
 
 Resuming is exact: a checkpoint stores the parameters, the optimizer's buffers and the state of both
-random generators (the one that shuffles batches and the one behind dropout), so "2 epochs" and
-"1 epoch, stop, resume for 1 more" give bit-identical weights.
+random generators (the one that shuffles batches, and draws their keys, and the one behind dropout),
+so "2 epochs" and "1 epoch, stop, resume for 1 more" give bit-identical weights, from any save.
 """
 import csv
 import dataclasses
