@@ -116,9 +116,7 @@ def use_arrays(model, arrays):
 
 def serve(handle):
     """The helper process: a model on the shared weights, computing second halves until told to stop.
-
-    ``handle`` is this process's end of the socket pair the main process made (a file descriptor);
-    its first message says what to build: the model's class, config and dtype, the shared block."""
+    ``handle``: its end of the main process's socket pair; the first message says what to build."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process, which stops us
     background.ENABLED = False  # the main process has the other core
     connection = Connection(handle)
@@ -206,11 +204,11 @@ class DataParallel:
             self.connection, theirs = multiprocessing.Pipe()
             paths = [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
             code = f"from lstm_from_scratch.fast.data_parallel import serve; serve({theirs.fileno()})"
-            self.helper = subprocess.Popen(
-                [sys.executable, "-c", code], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))})
-            theirs.close()
+            with theirs:  # (closed here once the helper has its own copy)
+                self.helper = subprocess.Popen(
+                    [sys.executable, "-c", code], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                    env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))})
             model_class = (type(self.model).__module__, type(self.model).__qualname__)
             self.connection.send((model_class, self.model.config, self.model.dtype.str, self.block.name, layout))
             if not self.connection.poll(REPLY_SECONDS) or self.connection.recv() != "ready":
@@ -252,7 +250,6 @@ class DataParallel:
             self._stop()
             said = self.helper.stderr.read().decode(errors="replace").strip().splitlines()
             why += f"; it said: {said[-1]}" if said else ""  # the last line of its own error
-            self.helper = None
         warnings.warn(HelperWarning(f"the helper process failed ({why}); training goes on in one "
                                     f"process, to the same numbers"))
         self.close()
@@ -267,14 +264,17 @@ class DataParallel:
         except subprocess.TimeoutExpired:
             self.helper.kill()
             self.helper.wait()
-        self.connection.close()
 
     def close(self):
         """Stop the helper and give the model its private weight arrays back, with the shared values."""
         if self.helper is not None:
-            self._stop()
+            if self.helper.poll() is None:
+                self._stop()
             self.helper.stderr.close()
             self.helper = None
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
         if self.private_params is not None:
             for name, private in self.private_params.items():
                 private[...] = self.model.params[name]
