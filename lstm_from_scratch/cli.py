@@ -2,8 +2,8 @@
 
 Every subcommand is a small function ``run_<name>(args)`` that calls the library and reports what
 it did. Errors the library raises on purpose (``LstmMusicError``) and file-system errors become one
-line on stderr, ``error: <file>: <reason>``, and exit status 1; bad arguments exit 2; Ctrl-C during
-training saves the run and exits 130.
+line on stderr, ``error: <file>: <reason>``, and exit status 1; bad arguments exit 2; Ctrl-C,
+SIGTERM or SIGHUP during training saves the run and exits 128 + the signal's number (130 for Ctrl-C).
 """
 import argparse
 import dataclasses
