@@ -62,34 +62,29 @@ Two modes (``EventSettings.raw``):
   Note-off velocity is written as 0. Tempo and pedal follow ``tempo_map`` and ``pedal`` (below).
   Encoding normalized chunks again gives the same chunks.
 
-Tempo and pedal in normalized mode, and why the defaults are what they are. The figures are the
-vocabulary size V and the share of chunks seen once, from ``benchmarks/measure_vocab.py
---tempo-pedal`` (the table is in ``benchmarks/README.md``):
+Tempo and pedal in normalized mode, and why the defaults are what they are (the vocabulary sizes
+and the generated pieces behind these reasons are measured in ``benchmarks/README.md``, "Tempo and
+pedal chunks", with ``benchmarks/measure_vocab.py --tempo-pedal``):
 
 - ``tempo_map="main"`` (default): one tempo chunk at the start, the tempo the piece spends the most
-  beats in, in one of ``tempo_bins`` tempos (8: 43, 53, 65, 79, 98, 120, 147, 181 bpm, steps of
-  about 23%, with 120 exact). ``"keep"`` writes every change that moves to another bin; ``"drop"``
-  none. The vocabulary barely cares: on 12 piano files with tempo maps (up to 257 changes each) it is
-  738 without tempo, 744 with the main tempo and 752 with every change in 8 bins; on the chorales 418,
-  421 and 421. The choice is about the music. Tempo chunks in the middle of a piece are rare (1.4%
-  of the chunks of those piano files, none in most files), so a small net learns little about where
-  they go and would write them at random: a generated piece would lurch from one tempo to another.
-  With the main tempo a tempo chunk only ever opens a piece, generated pieces keep the steady tempo
-  of ``--tempo``, and decoding normalized text still plays each piece at its own tempo.
+  beats in, in one of ``tempo_bins`` tempos (8 by default: 43 to 181 bpm, each about 23% from the
+  next, with 120 exact). ``"keep"`` writes every change that moves to another bin; ``"drop"`` none.
+  The vocabulary barely cares which, so the choice is about the music. Tempo chunks in the middle of
+  a piece are rare, so a small net learns little about where they go and would write them at
+  random: a generated piece would lurch from one tempo to another. With the main tempo a tempo chunk
+  only ever opens a piece, generated pieces keep the steady tempo of ``--tempo``, and decoding
+  normalized text still plays each piece at its own tempo.
 - ``pedal="keep"`` (default, both modes): the sustain pedal as two chunks, ``cc_0_64_127`` down and
   ``cc_0_64_0`` up (only the changes across 64; a press shorter than half a step is dropped; a
   release and a new press in one step, a pianist's pedal change, are both kept). ``"fold"`` writes
   no pedal chunks and lengthens each note released under the pedal to the pedal's release (or to
-  its next strike), as Magenta's Performance RNN does. ``"drop"`` ignores the pedal. On ten MAESTRO
-  piano performances: keep V 1,900 (30.5% seen once), drop 2,167 (31.6%), fold 2,389 (31.9%). Keeping
-  is the smallest vocabulary with the fewest singletons: a pedal chunk splits a long, rare delta
-  into two short, common ones. Folding is the largest: ringing notes end at many new moments.
-  Keeping costs 8% more chunks per piece than dropping. What it sounds like decides it too: with
-  the pedal kept, notes keep the lengths the fingers played, so the note rules that end a note held
-  too long (``generate.NoteRules``) leave alone the notes that ring under the pedal, and the synth
-  rings them as a piano does; folded, a piece is full of long notes that those rules would cut. Nets
-  trained 3 minutes on those performances each way bear it out: as heard, the folded net's pieces
-  hold two and a half times the data's share of notes over 4 beats, the kept net's one and a half.
+  its next strike), as Magenta's Performance RNN does. ``"drop"`` ignores the pedal. On performed
+  piano, keeping gives the smallest vocabulary with the fewest chunks seen once: a pedal chunk splits
+  a long, rare delta into two short, common ones, while folding ends ringing notes at many new
+  moments. What it sounds like decides it too: with the pedal kept, notes keep the lengths the
+  fingers played, so the note rules that end a note held too long (``generate.NoteRules``) leave
+  alone the notes that ring under the pedal, and the synth rings them as a piano does; folded, a
+  piece is full of long notes that those rules would cut, and nets trained each way bear it out.
 
 Older settings (checkpoints and text headers written before tempo and pedal chunks existed) lack
 ``tempo_map`` and ``pedal``; ``EventSettings.from_dict`` reads them as ``"drop"``, which is what such
@@ -148,20 +143,10 @@ PEDALS = ("fold", "keep", "drop")
 # 120 bpm, MIDI's default and the commonest tempo in MIDI files, is a bin's own tempo.
 SLOWEST_BPM, FASTEST_BPM, CENTRE_BPM = 40, 208, 120
 
-# The defaults come from measurements with benchmarks/measure_vocab.py: distinct chunks (V) and the
-# share of them seen only once, raw vs normalized.
-#
-#   corpus                                        raw             grid 4, cap 4 beats, 4 bins
-#   built-in tunes (15 pieces, 5,306 chunks)       385 (15.8%)      292 (11.0%)
-#   398 Bach chorales from music21 (228,722)       467 (12.6%)      445 (12.4%)
-#   the same chorales "humanized" (note times     134,966 (83.6%)   873 (18.3%)
-#     jittered by 1/40 beat, varied velocities)
-#
-# Velocity bins cost the most on performed music (humanized: 1 bin 544, 4 bins 873, 8 bins 1,203,
-# 32 bins 2,645) and nothing on score-like files. A finer grid costs too (grid 8: 1,342; grid 12:
-# 2,077). A 2-beat cap would save about 8% (chorales 408) but would halve every whole note of a
-# melody, so the cap stays at 4 beats (0.003% of the chorales' deltas are longer).
-# (Those figures are notes only, measured before tempo and pedal chunks existed.)
+# The grid, the cap and the bins were chosen from the vocabulary sizes `benchmarks/measure_vocab.py`
+# measures (benchmarks/README.md, "Event text: the grid, the cap and the velocity bins"): velocity
+# bins cost the most on performed music and nothing on score-like files, a finer grid costs too, and a
+# shorter cap would halve every whole note of a melody.
 DEFAULT_GRID = 4
 DEFAULT_MAX_DELTA_BEATS = 4.0
 DEFAULT_VELOCITY_BINS = 4
