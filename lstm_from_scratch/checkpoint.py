@@ -90,19 +90,7 @@ def load_checkpoint(path):
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(path, "no such file" if not path.exists() else "not a file")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(path, "not a checkpoint: not an .npz (zip) file, or cut short")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except ValueError as error:
-        if "pickle" in str(error):
-            reason = "holds a pickled (object) array; refused, checkpoints never load pickles"
-            raise CheckpointError(path, reason) from error
-        raise CheckpointError(path, f"damaged array data ({error})") from error
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
-        raise CheckpointError(path, f"damaged or cut short ({error or type(error).__name__})") from error
-
+    arrays = read_npz(path)
     meta_bytes = arrays.pop(META_KEY, None)
     if meta_bytes is None:
         raise CheckpointError(path, f"no {META_KEY!r} entry: not a lstm_from_scratch checkpoint")
@@ -120,6 +108,23 @@ def load_checkpoint(path):
     if version != FORMAT_VERSION:
         raise CheckpointError(path, f"format version {version!r}, but this code reads version {FORMAT_VERSION}")
     return arrays, meta
+
+
+def read_npz(path, error=CheckpointError, what="checkpoint"):
+    """``{name: array}`` from the ``.npz`` file ``path``, read with ``allow_pickle=False``: a file a
+    user may have received is never unpickled. Raises ``error(path, reason)`` (``what`` names the kind
+    of file in the reason) for a file that is not a zip, is cut short, or holds a pickled array."""
+    if not zipfile.is_zipfile(path):
+        raise error(path, f"not a {what}: not an .npz (zip) file, or cut short")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except ValueError as cause:
+        if "pickle" in str(cause):
+            raise error(path, f"holds a pickled (object) array; refused, {what}s never load pickles") from cause
+        raise error(path, f"damaged array data ({cause})") from cause
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as cause:
+        raise error(path, f"damaged or cut short ({cause or type(cause).__name__})") from cause
 
 
 def check_compatible(meta, expected, path=None):

@@ -60,13 +60,12 @@ weights in today), opening it runs no code. safetensors would be a new dependenc
 student would need the ``safetensors`` package too: ``torch.load`` reads such a file only through it.
 """
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_write, atomic_write_text
-from .checkpoint import CheckpointError, save_checkpoint
+from .checkpoint import CheckpointError, read_npz, save_checkpoint
 from .nn.layers import Dense, Dropout, Embedding, LastStep, OneHot
 from .nn.lstm import LSTM
 from .nn.model import Model
@@ -280,17 +279,7 @@ def read_export(path):
     if architecture.get("format_version") != FORMAT_VERSION:
         raise ExportError(json_path, f"format version {architecture.get('format_version')!r}, but this "
                                      f"code reads version {FORMAT_VERSION}")
-    if not zipfile.is_zipfile(path):
-        raise ExportError(path, "not an .npz (zip) file, or cut short")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            weights = {name: archive[name] for name in archive.files}
-    except ValueError as error:
-        reason = "holds a pickled (object) array; refused" if "pickle" in str(error) else f"damaged ({error})"
-        raise ExportError(path, reason) from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as error:
-        raise ExportError(path, f"not a readable .npz file ({error or type(error).__name__})") from None
-    return weights, architecture
+    return read_npz(path, ExportError, "export"), architecture
 
 
 def import_trained(path):
