@@ -872,9 +872,9 @@ def run_evaluate(args):
     trained = load_trained(args.checkpoint, engine_choice(args)[0])
     sequences, settings = load_pieces(args.data, trained.settings, quiet=args.json)
     if settings != trained.settings:  # chunk text made with other settings: its chunks mean other things
-        raise DataError(f"{args.data} was encoded with other event settings ({json.dumps(settings.to_dict())}) "
-                        f"than {trained.path} ({json.dumps(trained.settings.to_dict())}); encode the MIDI "
-                        f"files again, or give them as MIDI")
+        theirs, ours = settings.differences(trained.settings)
+        raise DataError(f"{args.data} was encoded with other event settings ({theirs}) than "
+                        f"{trained.path} ({ours}); encode the MIDI files again, or give them as MIDI")
     try:
         scores = score(trained, sequences)
     except DataError as error:

@@ -13,7 +13,6 @@ The roulette wheel is the seed project's sampler: token i is picked with probabi
 crash ("probabilities do not sum to 1" is a classic bug of `rng.choice(V, p=p)`).
 """
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -136,22 +135,25 @@ class NoteRules:
                 (self.off_pitch if is_off else self.on_pitch)[index] = event.pitch
             elif isinstance(event, events.ControlEvent) and event.control == events.SUSTAIN_PEDAL:
                 (self.on_pitch if event.value >= 64 else self.off_pitch)[index] = self.PEDAL
+        # Which chunks end something, which pitch (0 for the others, masked out), which press the pedal:
+        # fixed by the vocabulary, so worked out once here, not at every generated token.
+        self.is_off = self.off_pitch >= 0
+        self.off_pitch_or_0 = np.where(self.is_off, self.off_pitch, 0)
+        self.pedal_press = self.on_pitch == self.PEDAL
         self.max_ticks = None if not max_held_beats else max_held_beats * ticks_per_beat
         self.now = 0
         self.started = np.full(129, -1)  # tick each sounding pitch (and the pedal) started at, -1 if not
 
     def allowed(self):
         """A bool mask (V,): True for each chunk these rules let the net play next."""
-        is_off = self.off_pitch >= 0
-        off_pitch = np.where(is_off, self.off_pitch, 0)
+        is_off, off_pitch = self.is_off, self.off_pitch_or_0
         sounding = self.started >= 0
         if self.max_ticks is not None:
             overdue = sounding & (self.now - self.started >= self.max_ticks)
             must_end = is_off & overdue[off_pitch]
             if must_end.any():
                 return must_end
-        pedal_press = self.on_pitch == self.PEDAL
-        return (~is_off | sounding[off_pitch]) & ~(pedal_press & sounding[self.PEDAL])
+        return (~is_off | sounding[off_pitch]) & ~(self.pedal_press & sounding[self.PEDAL])
 
     def update(self, token):
         """Follow one played chunk (an int id): advance the clock by its delta, start or end its note."""
@@ -290,10 +292,6 @@ def default_prime(trained, rng):
     return [roulette_wheel(weights, rng)]
 
 
-def _describe_settings(settings, keys):
-    return "{" + ", ".join(f'"{key}": {json.dumps(settings.to_dict()[key])}' for key in keys) + "}"
-
-
 def prime_from_file(path, trained, on_skip=None):
     """Prime ids from a MIDI file, a folder of them or a chunk text file, in the checkpoint's settings.
 
@@ -308,11 +306,10 @@ def prime_from_file(path, trained, on_skip=None):
     if Path(path).suffix.lower() == ".txt" and Path(path).is_file():
         _, made_with = events.read_chunk_text_file(path)
         if made_with is not None and made_with != trained.settings:
-            differ = [key for key in made_with.to_dict() if made_with.to_dict()[key] != trained.settings.to_dict()[key]]
-            raise DataError(f"{path}: its chunks were made with event settings "
-                            f"{_describe_settings(made_with, differ)}, the model's are "
-                            f"{_describe_settings(trained.settings, differ)}; prime with the MIDI file "
-                            f"instead, which is encoded with the model's settings")
+            theirs, ours = made_with.differences(trained.settings)
+            raise DataError(f"{path}: its chunks were made with event settings {theirs}, the model's "
+                            f"are {ours}; prime with the MIDI file instead, which is encoded with the "
+                            f"model's settings")
     sequences = events.load_data(path, trained.settings, on_skip=on_skip)
     ids, skipped = trained.vocab.encode_skipping([c for piece in sequences for c in piece.chunks])
     if len(ids) == 0:

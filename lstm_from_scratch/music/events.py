@@ -223,6 +223,13 @@ class EventSettings:
         """A JSON-safe dict of the settings."""
         return asdict(self)
 
+    def differences(self, other):
+        """``(mine, theirs)``: the settings that differ from ``other``'s, each as JSON text for a
+        message, ``'{"raw": true, "grid": 480}'`` say."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        keys = [key for key in mine if mine[key] != theirs.get(key)]
+        return tuple(json.dumps({key: values.get(key) for key in keys}) for values in (mine, theirs))
+
     @classmethod
     def from_dict(cls, data):
         """Settings from ``to_dict()`` output; unknown keys raise.
